@@ -27,7 +27,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_walk.py
+	$(BIN)/python benchmarks/bench_walk.py --out benchmarks/walk.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

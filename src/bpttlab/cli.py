@@ -270,8 +270,8 @@ def walk(
     if preset == "lesson":
         res = dynamics.lesson_preset(
             gain=0.9 if gain is None else gain,
-            hidden=_check_positive("--hidden", hidden or 64),
-            length=_check_positive("--length", length or 50),
+            hidden=_check_positive("--hidden", 64 if hidden is None else hidden),
+            length=_check_positive("--length", 50 if length is None else length),
         )
         traj, W = res["trajectory"], res["W"]
         w = dynamics.jacobian_walk(traj, mode=mode, every=every)
@@ -279,10 +279,17 @@ def walk(
         end = 10 ** w.log10_frobenius[-1] if w.log10_frobenius is not None else float("nan")
         note = LESSON_NOTE.format(sqrtH=sqrt_h, end=end)
     else:
-        W = _matrix(weights, key, init, hidden or 64, 0.9 if gain is None else gain, seed)
+        W = _matrix(
+            weights,
+            key,
+            init,
+            64 if hidden is None else hidden,
+            0.9 if gain is None else gain,
+            seed,
+        )
         traj = dynamics.simulate(
             W,
-            _check_positive("--length", length or 100),
+            _check_positive("--length", 100 if length is None else length),
             activation.value,
             inputs.value,
             input_scale,
@@ -303,8 +310,11 @@ def walk(
         title=f"dh_T/dh_t along the trajectory: T={traj.length}, H={W.shape[0]}, "
         f"ρ(W)={w.spectral_radius:.4f}, <f'>={w.mean_derivative:.4f}"
     )
-    heads = {"log10_spectral": "log10 ‖·‖₂", "log10_frobenius": "log10 ‖·‖_F",
-             "log10_vjp": "log10 ‖vᵀ·‖"}
+    heads = {
+        "log10_spectral": "log10 ‖·‖₂",
+        "log10_frobenius": "log10 ‖·‖_F",
+        "log10_vjp": "log10 ‖vᵀ·‖",
+    }
     cols = [c for c in heads if c in data["steps"][0]]
     for c in ["t", *[heads[c] for c in cols], "log10 ρ^k", "log10 (ρ<f'>)^k"]:
         t.add_column(c, justify="right")
@@ -353,7 +363,9 @@ def lyapunov(
     if H is not None and not 1 <= k <= H:
         raise _bad("--k", k, f"must lie in [1, --hidden={H}]")
     results = []
-    for g in track(gain_list, description="Lyapunov", console=err, disable=not sweep):
+    for g in track(
+        gain_list, description="Lyapunov", console=err, disable=not sweep or not err.is_terminal
+    ):
         W = _matrix(weights, key, init, hidden, g, seed)
         traj = dynamics.simulate(
             W, length, activation.value, inputs.value, input_scale, h0=h0.value, seed=seed

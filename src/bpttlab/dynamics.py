@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,6 +71,11 @@ class Trajectory:
     @property
     def length(self) -> int:
         return self.z.shape[0]
+
+    @cached_property
+    def spectral_radius(self) -> float:
+        """rho(W), computed once per trajectory (an O(H^3) eigendecomposition)."""
+        return float(np.max(np.abs(np.linalg.eigvals(self.W))))
 
 
 def simulate(
@@ -235,7 +241,7 @@ def jacobian_walk(
             else:
                 log_P, P = log_P + math.log(n), P / n
     ts_arr = np.asarray(ts)
-    rho = float(np.max(np.abs(np.linalg.eigvals(W))))
+    rho = traj.spectral_radius
     mean_d = float(D.mean()) if D.size else 1.0
     steps_back = T - ts_arr
     with np.errstate(divide="ignore"):
@@ -249,8 +255,9 @@ def jacobian_walk(
         log10_frobenius=np.asarray(fro) if P is not None else None,
         log10_spectral=np.asarray(spec) if (P is not None and spectral) else None,
         log10_vjp=np.asarray(vjp),
-        log10_rho_power=np.asarray(log10_rho, dtype=np.float64) * np.ones_like(steps_back),
-        log10_naive=np.asarray(log10_naive, dtype=np.float64) * np.ones_like(steps_back),
+        # "+ 0.0" turns the -0.0 of k = 0 into 0.0
+        log10_rho_power=np.asarray(log10_rho, dtype=np.float64) * np.ones_like(steps_back) + 0.0,
+        log10_naive=np.asarray(log10_naive, dtype=np.float64) * np.ones_like(steps_back) + 0.0,
         spectral_radius=rho,
         mean_derivative=mean_d,
     )
@@ -318,7 +325,7 @@ def lyapunov_exponents(
                 log_det += np.sum(np.log(np.abs(D[t]))) + log_abs_det_w
     n = T - warmup
     lam = np.sort(sums / n)[::-1]
-    rho = float(np.max(np.abs(np.linalg.eigvals(W))))
+    rho = traj.spectral_radius
     mean_d = float(D[warmup:].mean())
     top = float(lam[0])
     with np.errstate(divide="ignore"):

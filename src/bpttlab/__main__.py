@@ -1,0 +1,7 @@
+"""``python -m bpttlab``: the same as the ``bpttlab`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
