@@ -1,0 +1,328 @@
+"""SQLite run store: finished runs, their per-step metrics and gradient profiles, keyed by config.
+
+A run is identified by ``run_key(kind, config)``: the SHA-256 of the canonical JSON (sorted keys,
+no spaces) of ``{"kind": kind, "config": config}``, so dict order never matters but types do
+(``1`` and ``1.0`` are different configs: normalise floats in the config dataclass).
+
+``put`` writes a whole run (row, metrics, profiles) in one transaction: a process killed at any
+point leaves every earlier run complete and no trace of the run in flight, so a sweep resumes by
+skipping the keys it finds (``cached``). The database runs in WAL mode: one writer at a time,
+readers never blocked. Nothing here imports torch (versions come from package metadata).
+
+Tables:
+    runs(id, key UNIQUE, kind, config JSON, versions JSON, seed, status, started, finished,
+         result JSON)
+    metrics(run_id, step, name, value REAL)   -- exact doubles; NaN is stored as NULL and read
+                                              -- back as NaN; -0.0 reads back as 0.0
+    profiles(run_id, step, norms BLOB)        -- little-endian float64: exact, NaN and -0.0 kept
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import platform
+import sqlite3
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_DB", "RunOutput", "RunRecord", "Store", "cached", "canonical_json", "run_key"]
+
+DEFAULT_DB = Path("runs") / "bpttlab.db"
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    seed INTEGER,
+    status TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT NOT NULL,
+    result TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_kind ON runs (kind);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, name, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS profiles (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    norms BLOB NOT NULL,
+    PRIMARY KEY (run_id, step)
+) WITHOUT ROWID;
+"""
+
+Metrics = Mapping[str, Iterable[float] | Iterable[tuple[int, float]]]
+Profiles = Mapping[int, Sequence[float]]
+
+
+def _plain(obj: Any) -> Any:
+    """A config or result object as JSON data: ``to_dict()`` if it has one, dataclass fields,
+    a mapping's items; used as ``json.dumps(default=...)`` so nested objects convert too."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON data")
+
+
+def _dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_plain, **kw)
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, NaN refused: one text per config."""
+    try:
+        return _dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"config={obj!r} is not allowed: must be finite JSON data ({error})"
+        ) from None
+
+
+def run_key(kind: str, config: Any) -> str:
+    """SHA-256 hex digest of the canonical JSON of kind and config."""
+    text = canonical_json({"kind": kind, "config": config})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _versions() -> dict[str, str | None]:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    found = {name: version(name) for name in ("torch", "numpy", "bpttlab")}
+    return {"python": platform.python_version(), **found}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One stored run; config and result are the decoded JSON."""
+
+    id: int
+    key: str
+    kind: str
+    config: dict[str, Any]
+    versions: dict[str, Any]
+    seed: int | None
+    status: str
+    started: str
+    finished: str
+    result: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutput:
+    """What a ``cached`` function may return when it has more than a result to store."""
+
+    result: Any
+    metrics: Metrics | None = None
+    profiles: Profiles | None = None
+    seed: int | None = None
+    status: str = "done"
+
+
+class Store:
+    """The run database at ``path`` (default ``runs/bpttlab.db``; parent folders are created).
+
+    One connection per Store; use one Store per thread or process. Several processes may read
+    while one writes; concurrent writers queue on SQLite's lock (up to ``timeout`` seconds).
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: commits survive a crash
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._transaction():
+            found = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if found > _SCHEMA_VERSION:
+                raise ValueError(f"{path}: schema version {found} is newer than {_SCHEMA_VERSION}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; any exception (or exit) rolls everything back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def put(
+        self,
+        kind: str,
+        config: Any,
+        result: Any,
+        *,
+        metrics: Metrics | None = None,
+        profiles: Profiles | None = None,
+        seed: int | None = None,
+        status: str = "done",
+        started: str | None = None,
+    ) -> RunRecord:
+        """Store one run, replacing any run with the same key, in a single transaction.
+
+        Args:
+            metrics: name -> values per step, either floats (step = position) or (step, value).
+            profiles: step -> norms, e.g. ||dL/dh_t|| for t = 0..T (T + 1 floats).
+            seed: defaults to ``config["seed"]`` when the config has an int seed.
+        """
+        plain = json.loads(canonical_json(config))
+        if seed is None and isinstance(plain, Mapping) and isinstance(plain.get("seed"), int):
+            seed = plain["seed"]
+        finished = _now()
+        row = (
+            *(run_key(kind, plain), kind, canonical_json(plain), json.dumps(_versions()), seed),
+            *(status, started or finished, finished, _dumps(result)),  # NaN allowed in results
+        )
+        with self._transaction() as db:
+            db.execute("DELETE FROM runs WHERE key = ?", (row[0],))
+            run_id = db.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({_SLOTS})", row).lastrowid
+            assert run_id is not None
+            try:  # the rows are generated here, inside the transaction
+                db.executemany(
+                    "INSERT INTO metrics VALUES (?, ?, ?, ?)", _metric_rows(run_id, metrics)
+                )
+                db.executemany(
+                    "INSERT INTO profiles VALUES (?, ?, ?)", _profile_rows(run_id, profiles)
+                )
+            except sqlite3.IntegrityError as error:
+                raise ValueError(
+                    f"metrics/profiles repeat a (name, step) or a step: {error}"
+                ) from None
+        return _record((run_id, *row))
+
+    def run(self, kind: str, config: Any) -> RunRecord | None:
+        """The stored run for (kind, config), or None."""
+        row = self._db.execute(f"{_SELECT} WHERE key = ?", (run_key(kind, config),)).fetchone()
+        return None if row is None else _record(row)
+
+    def get(self, kind: str, config: Any) -> Any | None:
+        """The stored result for (kind, config), or None."""
+        record = self.run(kind, config)
+        return None if record is None else record.result
+
+    def runs(self, kind: str | None = None) -> list[RunRecord]:
+        """Every stored run (of ``kind``, if given), oldest first."""
+        if kind is None:
+            rows = self._db.execute(f"{_SELECT} ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute(f"{_SELECT} WHERE kind = ? ORDER BY id", (kind,)).fetchall()
+        return [_record(row) for row in rows]
+
+    def metrics(self, run: RunRecord | int) -> dict[str, list[tuple[int, float]]]:
+        """name -> [(step, value), ...] in step order; NaN comes back as NaN."""
+        run_id = run.id if isinstance(run, RunRecord) else run
+        out: dict[str, list[tuple[int, float]]] = {}
+        rows = self._db.execute(
+            "SELECT name, step, value FROM metrics WHERE run_id = ? ORDER BY name, step", (run_id,)
+        )
+        for name, step, value in rows:
+            out.setdefault(name, []).append((step, math.nan if value is None else value))
+        return out
+
+    def profiles(self, run: RunRecord | int) -> dict[int, list[float]]:
+        """step -> norms, exactly as stored."""
+        run_id = run.id if isinstance(run, RunRecord) else run
+        rows = self._db.execute(
+            "SELECT step, norms FROM profiles WHERE run_id = ? ORDER BY step", (run_id,)
+        )
+        return {step: list(struct.unpack(f"<{len(blob) // 8}d", blob)) for step, blob in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_COLUMNS = "key, kind, config, versions, seed, status, started, finished, result"
+_SLOTS = ", ".join("?" * 9)
+_SELECT = f"SELECT id, {_COLUMNS} FROM runs"
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    id_, key, kind, config, versions, seed, status, started, finished, result = row
+    config, versions, result = json.loads(config), json.loads(versions), json.loads(result)
+    return RunRecord(id_, key, kind, config, versions, seed, status, started, finished, result)
+
+
+def _metric_rows(
+    run_id: int, metrics: Metrics | None
+) -> Iterator[tuple[int, int, str, float | None]]:
+    """Lazily, so rows are produced inside the transaction that writes them."""
+    for name, values in (metrics or {}).items():
+        for position, item in enumerate(values):
+            step, value = item if isinstance(item, tuple | list) else (position, item)
+            value = float(value)
+            yield run_id, int(step), str(name), None if math.isnan(value) else value
+
+
+def _profile_rows(run_id: int, profiles: Profiles | None) -> Iterator[tuple[int, int, bytes]]:
+    for step, norms in (profiles or {}).items():
+        values = [float(v) for v in norms]
+        yield run_id, int(step), struct.pack(f"<{len(values)}d", *values)
+
+
+def cached(store: Store, kind: str, config: Any, fn: Callable[[], Any], force: bool = False) -> Any:
+    """The stored result for (kind, config); else run ``fn()``, store it and return it.
+
+    ``fn`` returns a result, or a ``RunOutput`` carrying metrics and profiles too. The value
+    returned is the result as stored (decoded JSON) whether it was computed now or earlier.
+    ``force=True`` recomputes and replaces; so does a stored run whose status is not "done".
+    """
+    if not force:
+        found = store.run(kind, config)
+        if found is not None and found.status == "done":
+            return found.result
+    started = _now()
+    out = fn()
+    if not isinstance(out, RunOutput):
+        out = RunOutput(out)
+    record = store.put(
+        kind,
+        config,
+        out.result,
+        metrics=out.metrics,
+        profiles=out.profiles,
+        seed=out.seed,
+        status=out.status,
+        started=started,
+    )
+    return record.result
