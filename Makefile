@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LINTED := src tests benchmarks $(wildcard examples)
 
 .PHONY: demo test bench lint install clean
 
@@ -20,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/bpttlab tour --out runs/tour
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 test: lint
 	$(BIN)/python -m pytest -q
