@@ -28,7 +28,7 @@ def plot_decay(tables: list[dict], path: str | Path) -> Path:
     for tab in tables:
         t = [r["length"] for r in tab["rows"]]
         y = [r["log10_magnitude"] for r in tab["rows"]]
-        ax.plot(t, y, marker="o", label=f"λ={tab['eigenvalue']:g}, f'={tab['derivative']:g}")
+        ax.plot(t, y, label=f"λ={tab['eigenvalue']:g}, f'={tab['derivative']:g}")
     for name, lim in (("float32", np.finfo(np.float32)), ("float64", np.finfo(np.float64))):
         ax.axhline(np.log10(float(lim.smallest_subnormal)), ls=":", lw=1, color="grey")
         ax.annotate(

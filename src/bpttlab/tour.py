@@ -175,8 +175,11 @@ def run_tour(folder: str | Path = "runs/tour", seed: int = 0, echo=print) -> dic
         data, lines = fn()
         summary[name] = data
         md += lines
-    decay_tables = [summary["decay"]["vanishing"], summary["decay"]["exploding"]]
-    plots.plot_decay(decay_tables, folder / "decay.png")
+    dense = list(range(1, 1001, 5))  # far enough to cross float32 and float64 underflow
+    plots.plot_decay(
+        [theory.decay(0.9, 0.5, dense).to_dict(), theory.decay(0.99, 0.9, dense).to_dict()],
+        folder / "decay.png",
+    )
     grid = np.linspace(-5, 5, 401)
     plots.plot_budget(
         grid,
