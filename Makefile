@@ -29,6 +29,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_walk.py --out benchmarks/walk.md
+	$(BIN)/python benchmarks/bench_probe.py --out benchmarks/probe.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,563 @@
+"""Recurrent models behind one interface: ``build(name, input_size, hidden_size, output_size)``.
+
+Every model maps a batch-first input ``x`` (B, T, input_size) and an optional initial state ``h0``
+to ``(y, hs)``: ``y`` (B, T, output_size) is the readout at every step and ``hs`` (B, T, S) is the
+top layer's hidden-state sequence, ``S = model.state_size`` (hidden_size x directions; 2 x
+hidden_size for ``lru``, whose complex state is stored as [Re, Im]). Each model carries
+``.name``, ``.config`` (a frozen dataclass with ``to_dict()``), ``.hidden_size`` and ``.core``:
+
+- ``rnn`` (tanh, relu), ``irnn``, ``lstm``, ``gru``, ``attention-rnn``: ``core`` is the fused
+  ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (batch_first), called once per forward;
+- ``rnn`` (sigmoid), ``skip-rnn``, ``orthogonal-rnn``, ``lru``: ``core`` is a :class:`CellStack`
+  whose cells are called once per step, so ``probe.gradient_profile`` reads them with hooks.
+
+``h0`` follows PyTorch: (layers x directions, B, S), a ``(h0, c0)`` tuple for ``lstm``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations, parametrize
+
+__all__ = [
+    "ARCHS",
+    "AttentionRNNConfig",
+    "CellStack",
+    "ElmanCell",
+    "LRUCell",
+    "GRUConfig",
+    "IRNNConfig",
+    "LRUConfig",
+    "LSTMConfig",
+    "ModelConfig",
+    "OrthogonalRNNConfig",
+    "RNNConfig",
+    "RecurrentModel",
+    "SkipRNNConfig",
+    "build",
+    "config_from_dict",
+    "from_config",
+]
+
+ARCHS: tuple[str, ...] = (
+    "rnn",
+    "irnn",
+    "lstm",
+    "gru",
+    "skip-rnn",
+    "attention-rnn",
+    "orthogonal-rnn",
+    "lru",
+)
+ACTIVATIONS = ("tanh", "sigmoid", "relu")
+INITS = ("default", "orthogonal", "identity", "gaussian")
+FORGET_BIASES = ("default", "zero", "one", "chrono")
+
+
+def check_choice(argument: str, value: object, allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError("activation='foo' is not one of: tanh, sigmoid, relu")``."""
+    if value not in allowed:
+        raise ValueError(f"{argument}={value!r} is not one of: {', '.join(allowed)}")
+
+
+# ---------------------------------------------------------------- cells (one call per step)
+class ModReLU(nn.Module):
+    """``sign(z) relu(|z| + b)`` (Arjovsky, Shah & Bengio 2016, eq. 8); b ~ U(-0.01, 0.01)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.empty(size).uniform_(-0.01, 0.01))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.sign(z) * F.relu(z.abs() + self.bias)  # (B, H)
+
+
+def _activation(name: str, size: int) -> nn.Module:
+    check_choice("activation", name, (*ACTIVATIONS, "modrelu"))
+    if name == "modrelu":
+        return ModReLU(size)
+    return {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}[name]()
+
+
+class ElmanCell(nn.Module):
+    """One step ``h_t = f(W_hh h_{t-1} + u_t) [+ h_skip]`` with ``u_t = W_xh x_t + b``.
+
+    ``drive(x)`` computes all ``u_t`` at once, (B, T, I) -> (B, T, H); ``forward(u_t (B, H),
+    h_prev (B, H), h_skip (B, H) | None) -> h_t (B, H)``. Weights start as in ``nn.RNN``:
+    U(-1/sqrt(H), 1/sqrt(H)).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, activation: str) -> None:
+        super().__init__()
+        self.hidden_size = self.state_size = hidden_size
+        self.activation = activation
+        self.W_xh = nn.Linear(input_size, hidden_size)
+        self.W_hh = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.f = _activation(activation, hidden_size)
+        bound = 1.0 / math.sqrt(hidden_size)
+        for p in (self.W_xh.weight, self.W_xh.bias, self.W_hh.weight):
+            nn.init.uniform_(p, -bound, bound)
+
+    def drive(self, x: Tensor) -> Tensor:
+        return self.W_xh(x)  # (B, T, H)
+
+    def forward(self, u_t: Tensor, h_prev: Tensor, h_skip: Tensor | None = None) -> Tensor:
+        h = self.f(u_t + self.W_hh(h_prev))  # (B, H)
+        return h if h_skip is None else h + h_skip
+
+
+class LRUCell(nn.Module):
+    """Diagonal complex recurrence ``h_t = lambda * h_{t-1} + gamma * (B x_t)`` (Orvieto et al.
+    2023, eq. 7-8), the state stored real as [Re h, Im h] (B, 2N).
+
+    ``lambda = exp(-exp(nu_log) + i exp(theta_log))`` (exponential parametrisation, sec. 3.3),
+    ``|lambda|`` initialised uniformly on the ring [r_min, r_max] (sec. 3.2, Lemma 3.2) and
+    ``gamma = sqrt(1 - |lambda|^2)`` (normalisation, sec. 3.4).
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, r_min: float, r_max: float, max_phase: float
+    ) -> None:
+        super().__init__()
+        N = self.hidden_size = hidden_size
+        self.state_size = 2 * N
+        r = torch.sqrt(torch.rand(N) * (r_max**2 - r_min**2) + r_min**2)  # (N,) ring-uniform
+        theta = (max_phase * torch.rand(N)).clamp_min(1e-6)  # (N,)
+        self.nu_log = nn.Parameter(torch.log(-torch.log(r)))
+        self.theta_log = nn.Parameter(torch.log(theta))
+        self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - r**2)))
+        self.B_re = nn.Parameter(torch.randn(N, input_size) / math.sqrt(2 * input_size))
+        self.B_im = nn.Parameter(torch.randn(N, input_size) / math.sqrt(2 * input_size))
+
+    def eigenvalues(self) -> Tensor:
+        """The diagonal of the recurrence, complex (N,)."""
+        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+
+    def drive(self, x: Tensor) -> Tensor:
+        gamma = torch.exp(self.gamma_log)  # (N,)
+        return torch.cat([F.linear(x, self.B_re) * gamma, F.linear(x, self.B_im) * gamma], -1)
+
+    def forward(self, u_t: Tensor, h_prev: Tensor, h_skip: Tensor | None = None) -> Tensor:
+        modulus, theta = torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log)  # (N,)
+        lam_re, lam_im = modulus * torch.cos(theta), modulus * torch.sin(theta)  # (N,)
+        a, b = h_prev.chunk(2, dim=-1)  # Re h, Im h: (B, N)
+        h = torch.cat([lam_re * a - lam_im * b, lam_re * b + lam_im * a], dim=-1)  # (B, 2N)
+        return h + u_t if h_skip is None else h + u_t + h_skip
+
+
+class CellStack(nn.Module):
+    """Layers x directions of step cells, ``cells[layer * D + direction]``; each cell is called
+    once per step, the reverse direction from t = T down to 1.
+
+    ``forward(x (B, T, I), h0 (L*D, B, S) | None) -> hs (B, T, D*S)``. With ``skip = k > 0`` each
+    step adds ``h_{t-k}`` (zero for t <= k). Parametrised weights (orthogonal W_hh) are computed
+    once per forward under ``parametrize.cached()``.
+    """
+
+    def __init__(
+        self, cells: list[nn.Module], num_layers: int, bidirectional: bool, skip: int = 0
+    ) -> None:
+        super().__init__()
+        self.cells = nn.ModuleList(cells)
+        self.num_layers, self.bidirectional, self.skip = num_layers, bidirectional, skip
+        self.num_directions = 2 if bidirectional else 1
+        self.state_size: int = cells[0].state_size
+        assert len(cells) == num_layers * self.num_directions
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
+        B, T, _ = x.shape
+        L, D, S, k = self.num_layers, self.num_directions, self.state_size, self.skip
+        if h0 is None:
+            h0 = x.new_zeros(L * D, B, S)
+        inp = x  # (B, T, I)
+        with parametrize.cached():
+            for layer in range(L):
+                outs = []
+                for d in range(D):
+                    cell = self.cells[layer * D + d]
+                    u = cell.drive(inp).unbind(1)  # T x (B, S); unbind keeps backward O(T)
+                    order = range(T) if d == 0 else range(T - 1, -1, -1)
+                    states = [h0[layer * D + d]]  # states[i]: after i steps, (B, S)
+                    for i, t in enumerate(order, start=1):
+                        h_skip = states[i - k] if k and i - k >= 1 else None
+                        states.append(cell(u[t], states[i - 1], h_skip))
+                    seq = states[1:] if d == 0 else states[:0:-1]  # in time order
+                    outs.append(torch.stack(seq, dim=1))  # (B, T, S)
+                inp = torch.cat(outs, dim=-1)  # (B, T, D*S)
+        return inp
+
+
+# ---------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields shared by every architecture; ``to_dict()`` adds ``arch`` for a JSON round trip."""
+
+    input_size: int
+    hidden_size: int
+    output_size: int
+    arch: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_size") or f.name in ("num_layers", "skip"):
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{f.name}={value!r} must be a positive integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class RNNConfig(ModelConfig):
+    """Elman RNN ``h_t = f(W_hh h_{t-1} + W_ih x_t + b)``. ``gain`` scales the non-default inits.
+
+    ``sigmoid`` has no fused kernel in PyTorch and runs on :class:`CellStack`.
+    """
+
+    activation: str = "tanh"
+    init: str = "default"
+    gain: float = 1.0
+    num_layers: int = 1
+    bidirectional: bool = False
+    arch: ClassVar[str] = "rnn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("init", self.init, INITS)
+
+
+@dataclass(frozen=True)
+class IRNNConfig(RNNConfig):
+    """ReLU + identity recurrent init + zero biases (Le, Jaitly & Hinton 2015)."""
+
+    activation: str = "relu"
+    init: str = "identity"
+    arch: ClassVar[str] = "irnn"
+
+
+@dataclass(frozen=True)
+class LSTMConfig(ModelConfig):
+    """``forget_bias``: default (PyTorch's uniform init, mean 0), zero, one (Gers et al. 2000;
+    Jozefowicz et al. 2015) or chrono (Tallec & Ollivier 2018: b_f ~ log U[1, chrono_tmax - 1],
+    b_i = -b_f)."""
+
+    forget_bias: str = "default"
+    chrono_tmax: float = 100.0
+    num_layers: int = 1
+    bidirectional: bool = False
+    arch: ClassVar[str] = "lstm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("forget_bias", self.forget_bias, FORGET_BIASES)
+        if not self.chrono_tmax > 2:
+            raise ValueError(f"chrono_tmax={self.chrono_tmax!r} must be > 2")
+
+
+@dataclass(frozen=True)
+class GRUConfig(ModelConfig):
+    num_layers: int = 1
+    bidirectional: bool = False
+    arch: ClassVar[str] = "gru"
+
+
+@dataclass(frozen=True)
+class SkipRNNConfig(ModelConfig):
+    """``h_t = f(W_hh h_{t-1} + W_xh x_t + b) + h_{t-skip}``; ``h_{t-skip} = 0`` for t <= skip."""
+
+    skip: int = 2
+    activation: str = "tanh"
+    init: str = "default"
+    gain: float = 1.0
+    arch: ClassVar[str] = "skip-rnn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("init", self.init, INITS)
+
+
+@dataclass(frozen=True)
+class AttentionRNNConfig(ModelConfig):
+    """Fused Elman RNN; the readout at step t attends causally over h_1..h_t."""
+
+    activation: str = "tanh"
+    num_layers: int = 1
+    arch: ClassVar[str] = "attention-rnn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("activation", self.activation, ("tanh", "relu"))
+
+
+@dataclass(frozen=True)
+class OrthogonalRNNConfig(ModelConfig):
+    """W_hh = exp(A), A skew-symmetric, kept orthogonal during training (expRNN, Lezcano-Casado
+    & Martinez-Rubio 2019); modReLU as in Arjovsky et al. 2016."""
+
+    activation: str = "modrelu"
+    arch: ClassVar[str] = "orthogonal-rnn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("activation", self.activation, (*ACTIVATIONS, "modrelu"))
+
+
+@dataclass(frozen=True)
+class LRUConfig(ModelConfig):
+    """Linear recurrent unit (Orvieto et al. 2023): eigenvalues ``r e^{i theta}`` with r in the
+    ring [r_min, r_max] and theta in [0, max_phase]."""
+
+    r_min: float = 0.9
+    r_max: float = 0.999
+    max_phase: float = 2 * math.pi
+    arch: ClassVar[str] = "lru"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.r_min < self.r_max < 1:
+            raise ValueError(
+                f"r_min={self.r_min!r}, r_max={self.r_max!r}: need 0 <= r_min < r_max < 1"
+            )
+
+
+_CONFIGS: dict[str, type[ModelConfig]] = {
+    c.arch: c
+    for c in (
+        RNNConfig,
+        IRNNConfig,
+        LSTMConfig,
+        GRUConfig,
+        SkipRNNConfig,
+        AttentionRNNConfig,
+        OrthogonalRNNConfig,
+        LRUConfig,
+    )
+}
+
+
+# ---------------------------------------------------------------- heads
+class Readout(nn.Module):
+    """``y_t = W_out h_t + b``: (B, T, S) -> (B, T, out)."""
+
+    def __init__(self, state_size: int, output_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(state_size, output_size)
+
+    def forward(self, hs: Tensor, x: Tensor) -> Tensor:
+        return self.linear(hs)  # (B, T, out)
+
+
+class CausalAttentionReadout(nn.Module):
+    """``y_t = W_out [h_t; c_t]``, ``c_t = sum_{j<=t} softmax_j(q_t.k_j / sqrt(S)) h_j``.
+
+    Attention over encoder states as in Bahdanau et al. 2015, scaled dot product as in Vaswani
+    et al. 2017; causal so that y_t sees h_1..h_t only.
+    """
+
+    def __init__(self, state_size: int, output_size: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(state_size, state_size)
+        self.key = nn.Linear(state_size, state_size)
+        self.out = nn.Linear(2 * state_size, output_size)
+
+    def forward(self, hs: Tensor, x: Tensor) -> Tensor:
+        q, k = self.query(hs), self.key(hs)  # (B, T, S)
+        c = F.scaled_dot_product_attention(q, k, hs, is_causal=True)  # (B, T, S)
+        return self.out(torch.cat([hs, c], dim=-1))  # (B, T, out)
+
+
+class LRUReadout(nn.Module):
+    """``y_t = Re(C h_t) + D x_t`` (Orvieto et al. 2023, eq. 7) on hs = [Re h, Im h]."""
+
+    def __init__(self, hidden_size: int, input_size: int, output_size: int) -> None:
+        super().__init__()
+        self.C = nn.Linear(2 * hidden_size, output_size)  # [Re C, -Im C] acting on [Re h, Im h]
+        self.D = nn.Linear(input_size, output_size, bias=False)
+
+    def forward(self, hs: Tensor, x: Tensor) -> Tensor:
+        return self.C(hs) + self.D(x)  # (B, T, out)
+
+
+# ---------------------------------------------------------------- model
+class RecurrentModel(nn.Module):
+    """``forward(x (B, T, I), h0=None) -> (y (B, T, out), hs (B, T, S))``; see module docstring."""
+
+    def __init__(self, name: str, config: ModelConfig, core: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.hidden_size = config.hidden_size
+        self.core = core
+        self.head = head
+        if isinstance(core, nn.RNNBase):
+            self.num_layers = core.num_layers
+            self.num_directions = 2 if core.bidirectional else 1
+            self.state_size = core.hidden_size * self.num_directions
+        else:
+            assert isinstance(core, CellStack)
+            self.num_layers, self.num_directions = core.num_layers, core.num_directions
+            self.state_size = core.state_size * core.num_directions
+
+    def forward(
+        self, x: Tensor, h0: Tensor | tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if x.dim() != 3:
+            raise ValueError(f"x must be (B, T, input_size), got shape {tuple(x.shape)}")
+        if isinstance(self.core, nn.RNNBase):
+            hs, _ = self.core(x, h0)  # (B, T, S)
+        else:
+            hs = self.core(x, h0)  # (B, T, S)
+        return self.head(hs, x), hs  # (B, T, out), (B, T, S)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}"
+
+
+# ---------------------------------------------------------------- builders
+@torch.no_grad()
+def _init_recurrent(W_hh: Tensor, init: str, gain: float) -> None:
+    """In place on a (H, H) matrix; ``gaussian`` has spectral radius ~gain (circular law)."""
+    H = W_hh.shape[0]
+    if init == "orthogonal":
+        nn.init.orthogonal_(W_hh, gain=gain)
+    elif init == "identity":
+        W_hh.copy_(gain * torch.eye(H))
+    elif init == "gaussian":
+        W_hh.normal_(0.0, gain / math.sqrt(H))
+
+
+def _fused_elman(c: RNNConfig | AttentionRNNConfig, bidirectional: bool) -> nn.RNN:
+    rnn = nn.RNN(
+        c.input_size,
+        c.hidden_size,
+        c.num_layers,
+        nonlinearity=c.activation,
+        batch_first=True,
+        bidirectional=bidirectional,
+    )
+    init, gain = getattr(c, "init", "default"), getattr(c, "gain", 1.0)
+    for name, p in rnn.named_parameters():
+        if name.startswith("weight_hh"):
+            _init_recurrent(p, init, gain)
+        elif name.startswith("bias") and init == "identity":
+            nn.init.zeros_(p)  # IRNN: biases start at zero (Le et al. 2015)
+    return rnn
+
+
+def _elman_stack(c: RNNConfig | SkipRNNConfig, layers: int, bidir: bool, skip: int) -> CellStack:
+    D = 2 if bidir else 1
+    cells = []
+    for layer in range(layers):
+        for _ in range(D):
+            cell = ElmanCell(
+                c.input_size if layer == 0 else D * c.hidden_size, c.hidden_size, c.activation
+            )
+            _init_recurrent(cell.W_hh.weight, c.init, c.gain)
+            if c.init == "identity":
+                nn.init.zeros_(cell.W_xh.bias)
+            cells.append(cell)
+    return CellStack(cells, layers, bidir, skip=skip)
+
+
+@torch.no_grad()
+def _set_forget_bias(lstm: nn.LSTM, c: LSTMConfig) -> None:
+    """Gate order in PyTorch is (i, f, g, o); the forget bias is b_ih[H:2H] + b_hh[H:2H]."""
+    H = c.hidden_size
+    for name, b in lstm.named_parameters():
+        if not name.startswith("bias") or c.forget_bias == "default":
+            continue
+        f, i = b[H : 2 * H], b[:H]
+        if name.startswith("bias_hh") or c.forget_bias == "zero":
+            f.zero_()
+            if c.forget_bias == "chrono":
+                i.zero_()
+        elif c.forget_bias == "one":
+            f.fill_(1.0)
+        else:  # chrono (Tallec & Ollivier 2018, sec. 4): b_f ~ log U[1, T_max - 1], b_i = -b_f
+            f.copy_(torch.log(torch.empty(H).uniform_(1.0, c.chrono_tmax - 1.0)))
+            i.copy_(-f)
+
+
+def from_config(config: ModelConfig) -> RecurrentModel:
+    """Build the model a config describes (seed torch first for reproducible weights)."""
+    c, name = config, config.arch
+    if isinstance(c, RNNConfig) and c.activation != "sigmoid":  # rnn, irnn
+        core: nn.Module = _fused_elman(c, c.bidirectional)
+    elif isinstance(c, RNNConfig):
+        core = _elman_stack(c, c.num_layers, c.bidirectional, skip=0)
+    elif isinstance(c, LSTMConfig):
+        core = nn.LSTM(
+            c.input_size,
+            c.hidden_size,
+            c.num_layers,
+            batch_first=True,
+            bidirectional=c.bidirectional,
+        )
+        _set_forget_bias(core, c)
+    elif isinstance(c, GRUConfig):
+        core = nn.GRU(
+            c.input_size,
+            c.hidden_size,
+            c.num_layers,
+            batch_first=True,
+            bidirectional=c.bidirectional,
+        )
+    elif isinstance(c, SkipRNNConfig):
+        core = _elman_stack(c, 1, False, skip=c.skip)
+    elif isinstance(c, AttentionRNNConfig):
+        core = _fused_elman(c, bidirectional=False)
+    elif isinstance(c, OrthogonalRNNConfig):
+        cell = ElmanCell(c.input_size, c.hidden_size, c.activation)
+        nn.init.orthogonal_(cell.W_hh.weight)
+        # W_hh = matrix_exp(A - A^T): orthogonal after every optimiser step (expRNN)
+        parametrizations.orthogonal(cell.W_hh, "weight", orthogonal_map="matrix_exp")
+        core = CellStack([cell], 1, False)
+    elif isinstance(c, LRUConfig):
+        core = CellStack(
+            [LRUCell(c.input_size, c.hidden_size, c.r_min, c.r_max, c.max_phase)], 1, False
+        )
+    else:
+        raise ValueError(f"config of type {type(c).__name__} is not a bpttlab model config")
+    S = c.hidden_size * (2 if getattr(c, "bidirectional", False) else 1)
+    if isinstance(c, AttentionRNNConfig):
+        head: nn.Module = CausalAttentionReadout(S, c.output_size)
+    elif isinstance(c, LRUConfig):
+        head = LRUReadout(c.hidden_size, c.input_size, c.output_size)
+    else:
+        head = Readout(S, c.output_size)
+    return RecurrentModel(name, c, core, head)
+
+
+def build(
+    name: str, input_size: int, hidden_size: int, output_size: int, **options: Any
+) -> RecurrentModel:
+    """Build architecture ``name`` (one of :data:`ARCHS`) with ``options`` from its config class.
+
+    Raises ValueError naming the argument, the bad value and the allowed values.
+    """
+    check_choice("arch", name, ARCHS)
+    cls = _CONFIGS[name]
+    allowed = [
+        f.name for f in fields(cls) if f.name not in ("input_size", "hidden_size", "output_size")
+    ]
+    for key in options:
+        if key not in allowed:
+            raise ValueError(f"option {key!r} is not one of {name}'s options: {', '.join(allowed)}")
+    return from_config(cls(input_size, hidden_size, output_size, **options))
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Inverse of ``ModelConfig.to_dict()``."""
+    d = dict(d)
+    arch = d.pop("arch", None)
+    check_choice("arch", arch, ARCHS)
+    return _CONFIGS[arch](**d)

@@ -1,0 +1,1 @@
+"""Slow reference implementations, used by tests and benchmarks only."""
