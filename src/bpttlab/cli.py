@@ -453,6 +453,9 @@ def join_list_options(argv: Sequence[str]) -> list[str]:
     return args
 
 
+from . import cli_lab  # noqa: E402, F401  (registers the model commands on `app`)
+
+
 def _error(message: str) -> None:
     """One line on stderr, never wrapped (rich would wrap at the terminal's width)."""
     sys.stderr.write("bpttlab: error: " + " ".join(message.split()) + "\n")

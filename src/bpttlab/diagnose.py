@@ -144,6 +144,20 @@ def _fit(norms: np.ndarray) -> tuple[float | None, float | None]:
     return float(slope), (1.0 - float((resid**2).sum()) / ss) if ss > 0 else 1.0
 
 
+# What to try when the horizon is short, by what the model already is (no advice to switch to
+# the architecture in hand).
+_REMEDY = {
+    "rnn": "Use a gated (lstm, gru), orthogonal-rnn or lru architecture, or shorten the "
+    "dependency.",
+    "lstm": "Open the forget gate at the start (forget_bias='one' or 'chrono'), or for very long "
+    "dependencies try orthogonal-rnn or lru, or shorten the dependency.",
+    "gru": "Bias the update gate z_t towards keeping the state (a positive bias on z), or for "
+    "very long dependencies try orthogonal-rnn or lru, or shorten the dependency.",
+    "lru": "Move the eigenvalue ring closer to the unit circle (raise r_min and r_max), or "
+    "shorten the dependency.",
+}
+
+
 def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
     """Each rule reads measurements (d) and model facts, and cites them as evidence."""
     out: list[Advice] = []
@@ -201,8 +215,7 @@ def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
         add(
             f"The gradient falls under {HORIZON_FRACTION:g} of its readout value "
             f"{h if h is not None else f'beyond {T}'} steps back: dependencies longer than that "
-            "get almost no learning signal. Use a gated (lstm, gru), orthogonal-rnn or lru "
-            "architecture, or shorten the dependency.",
+            f"get almost no learning signal. {_REMEDY.get(kind, _REMEDY['rnn'])}",
             horizon=h,
             horizon_fit=d["horizon_fit"],
             **ev,

@@ -561,3 +561,45 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     arch = d.pop("arch", None)
     check_choice("arch", arch, ARCHS)
     return _CONFIGS[arch](**d)
+
+
+def parse_arch(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"lstm:forget_bias=one,num_layers=2"`` -> ``("lstm", {"forget_bias": "one",
+    "num_layers": 2})``.
+
+    Values are converted by the type of the config field they set (int, float, bool, str).
+    Raises ValueError naming the unknown arch, key or bad value and listing what is allowed.
+    """
+    name, _, rest = spec.strip().partition(":")
+    check_choice("arch", name, ARCHS)
+    cls = _CONFIGS[name]
+    types = {
+        f.name: f.type
+        for f in fields(cls)
+        if f.name not in ("input_size", "hidden_size", "output_size")
+    }
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq or key not in types:
+            raise ValueError(
+                f"arch option {item!r} in {spec!r} is not KEY=VALUE with KEY one of {name}'s "
+                f"options: {', '.join(types)}"
+            )
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        try:
+            if kind == "bool":
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                options[key] = raw.lower() in ("true", "1")
+            elif kind == "int":
+                options[key] = int(raw)
+            elif kind == "float":
+                options[key] = float(raw)
+            else:
+                options[key] = raw
+        except ValueError:
+            raise ValueError(
+                f"arch option {key}={raw!r} in {spec!r} is not a valid {kind}"
+            ) from None
+    return name, options

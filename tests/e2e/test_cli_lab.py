@@ -1,0 +1,197 @@
+"""`bpttlab profile` and `bpttlab diagnose` end to end, against the library computed directly."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bpttlab.cli import main
+from bpttlab.models import build
+from bpttlab.probe import gradient_profile
+from bpttlab.tasks import get_task
+
+from .test_cli import run_error, run_json
+
+EXAMPLE = "examples/my_model.py:factory"
+
+
+def _profile(capsys, tmp_path, *args):
+    return run_json(capsys, "profile", "--db", str(tmp_path / "db.sqlite"), *args)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru", "irnn", "lru", "rnn:activation=sigmoid"])
+def test_profile_json_has_t_plus_1_norms_and_a_diagnosis(capsys, tmp_path, arch):
+    doc = _profile(capsys, tmp_path, "--arch", arch, "--length", "20", "--hidden", "8")
+    assert doc["arch"] == arch and doc["length"] == 20
+    assert len(doc["norms"]) == 21
+    assert doc["diagnosis"]["verdict"] in ("vanishing", "exploding", "healthy")
+    assert {"decay_rate", "horizon"} <= set(doc["diagnosis"])
+
+
+def test_profile_equals_the_library_computed_directly(capsys, tmp_path):
+    doc = _profile(
+        capsys,
+        tmp_path,
+        "--arch",
+        "lstm",
+        "--length",
+        "30",
+        "--hidden",
+        "8",
+        "--batch",
+        "16",
+        "--seed",
+        "3",
+        "--dtype",
+        "float64",
+    )
+    task = get_task("copy-bit", 30)
+    torch.manual_seed(3)
+    model = build("lstm", task.input_size, 8, task.output_size).double()
+    batch = task.sample(16, torch.Generator().manual_seed(4), split="test")
+    prof = gradient_profile(model, batch.x.double(), lambda o: task.loss(o[0], batch))
+    np.testing.assert_allclose(doc["norms"], prof.norms, rtol=1e-12)
+    # the last entry is the direct gradient at the readout: dL/dh_T through the linear head
+    y, hs = model(batch.x.double())
+    hs.retain_grad()
+    F.cross_entropy(y[:, -1], batch.target).backward()
+    assert doc["norms"][-1] == pytest.approx(hs.grad[:, -1].norm().item(), rel=1e-10)
+
+
+def test_profile_is_cached_and_force_recomputes(capsys, tmp_path, monkeypatch):
+    args = ("--arch", "gru", "--length", "10", "--hidden", "4")
+    first = _profile(capsys, tmp_path, *args)
+    import bpttlab.cli_lab as lab
+
+    def boom(config):
+        raise AssertionError("recomputed although the store has this run")
+
+    monkeypatch.setattr(lab, "run_profile", boom)
+    assert _profile(capsys, tmp_path, *args) == first
+    with pytest.raises(AssertionError, match="recomputed"):
+        main(["profile", "--db", str(tmp_path / "db.sqlite"), *args, "--force"])
+
+
+def test_profile_trains_and_plots(capsys, tmp_path):
+    doc = _profile(
+        capsys,
+        tmp_path,
+        "--arch",
+        "lstm",
+        "--length",
+        "5",
+        "--hidden",
+        "8",
+        "--train-steps",
+        "30",
+        "--plot",
+        str(tmp_path / "p.png"),
+    )
+    assert doc["trained"]["steps"] == 30 and 0 <= doc["trained"]["accuracy"] <= 1
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_profile_table(capsys, tmp_path):
+    assert (
+        main(
+            [
+                "profile",
+                "--db",
+                str(tmp_path / "d.db"),
+                "--length",
+                "20",
+                "--hidden",
+                "4",
+                "--every",
+                "5",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "verdict:" in text and "||dL/dh_t||" in text
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--arch", "transformer"], "arch"),
+        (["--arch", "lstm:forget=1"], "forget"),
+        (["--task", "sorting"], "--task"),
+        (["--length", "0"], "--length"),
+        (["--layers", "2", "--arch", "lru"], "num_layers"),
+        (["--dtype", "float16"], "--dtype"),
+        (["--device", "tpu"], "--device"),
+        (["--train-steps", "-1"], "--train-steps"),
+    ],
+)
+def test_profile_bad_input(capsys, tmp_path, args, named):
+    assert named in run_error(capsys, "profile", "--db", str(tmp_path / "d.db"), *args)
+
+
+def test_diagnose_example_model(capsys):
+    doc = run_json(capsys, "diagnose", "--model", EXAMPLE, "--length", "40")
+    assert len(doc["norms"]) == 41 and doc["method"] == "cell-hook"
+    assert doc["diagnosis"]["verdict"] in ("vanishing", "exploding", "healthy")
+    assert main(["diagnose", "--model", EXAMPLE]) == 0
+    assert "verdict:" in capsys.readouterr().out
+
+
+def test_diagnose_torchscript_and_batch_file(capsys, tmp_path):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; users still have files
+        warnings.simplefilter("ignore", DeprecationWarning)
+        rnn = torch.jit.script(torch.nn.GRU(3, 5, batch_first=True))
+        rnn.save(str(tmp_path / "gru.pt"))
+    (tmp_path / "batch.py").write_text(
+        "import torch\n\ndef make():\n    return torch.randn(4, 12, 3, generator="
+        "torch.Generator().manual_seed(1))\n"
+    )
+    doc = run_json(
+        capsys,
+        "diagnose",
+        "--model",
+        str(tmp_path / "gru.pt"),
+        "--batch",
+        f"{tmp_path / 'batch.py'}:make",
+    )
+    assert len(doc["norms"]) == 13
+    plain = torch.nn.GRU(3, 5, batch_first=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        plain.load_state_dict(torch.jit.load(str(tmp_path / "gru.pt")).state_dict())
+    x = torch.randn(4, 12, 3, generator=torch.Generator().manual_seed(1))
+    ref = gradient_profile(plain, x, lambda o: o[0][:, -1].sum())
+    np.testing.assert_allclose(doc["norms"], ref.norms, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "ref,named",
+    [
+        ("examples/my_model.py", "--model"),
+        ("examples/nope.py:factory", "--model"),
+        ("examples/my_model.py:nothing", "--model"),
+        ("missing.pt", "--model"),
+    ],
+)
+def test_diagnose_bad_model_refs(capsys, ref, named):
+    assert named in run_error(capsys, "diagnose", "--model", ref)
+
+
+def test_json_is_one_document(capsys, tmp_path):
+    capsys.readouterr()
+    main(["profile", "--db", str(tmp_path / "d.db"), "--length", "5", "--hidden", "4", "--json"])
+    json.loads(capsys.readouterr().out)
+
+
+def test_diagnose_refuses_torchscript_of_a_non_rnn(capsys, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "lin.pt"))
+    line = run_error(capsys, "diagnose", "--model", str(tmp_path / "lin.pt"))
+    assert "--model" in line and "nn.RNN, nn.LSTM or nn.GRU" in line
