@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from bpttlab.models import ARCHS, LRUCell, RecurrentModel, build, config_from_dict
-from reference.unrolled import unrolled_model
+from tests.reference.unrolled import unrolled_model
 
 B, T, IN, H, OUT = 3, 7, 4, 6, 2
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bpttlab.models import ARCHS, build
 from bpttlab.probe import Profile, gradient_profile
-from reference.unrolled import assert_steps_close, rtol_for, unrolled_model, unrolled_rnn
+from tests.reference.unrolled import assert_steps_close, rtol_for, unrolled_model, unrolled_rnn
 
 T, B, IN, H = 6, 3, 4, 5
 FUSED = {
