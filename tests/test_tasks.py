@@ -390,3 +390,21 @@ def test_bad_sample_and_readout_arguments_raise() -> None:
         task.loss(torch.zeros(4, 5, 3), batch)
     with pytest.raises(ValueError, match=r"y has shape \(4, 2\)"):
         task.accuracy(torch.zeros(4, 2), batch)
+
+
+def test_parse_task_converts_by_the_option_type() -> None:
+    from bpttlab.tasks import parse_task
+
+    assert parse_task("copy-bit") == ("copy-bit", {})
+    assert parse_task("copy-bit:noise=0.5") == ("copy-bit", {"noise": 0.5})
+    assert parse_task("latch:n_classes=4,noise=0") == ("latch", {"n_classes": 4, "noise": 0.0})
+    assert parse_task("digits:permuted=true") == ("digits", {"permuted": True})
+    assert parse_task("adding:variant=modern") == ("adding", {"variant": "modern"})
+    for bad, named in [
+        ("sorting", "task"),
+        ("copy-bit:volume=2", "noise"),
+        ("latch:n_classes=two", "int"),
+        ("digits:permuted=maybe", "bool"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            parse_task(bad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from .store import DEFAULT_DB, Store, cached
 DB_OPT = typer.Option(DEFAULT_DB, "--db", help="SQLite store for runs (resumable, cached).")
 FORCE_OPT = typer.Option(False, "--force", help="Recompute even if the store has this run.")
 DEVICE_OPT = typer.Option("cpu", "--device", help="cpu or cuda.")
+TASK_HELP = (
+    "Task with options: copy-bit, latch, adding, copy-memory, digits, agreement; e.g. "
+    "copy-bit:noise=0.5, adding:variant=modern, digits:permuted=true."
+)
 ARCH_HELP = "Architecture with options, e.g. rnn, lstm:forget_bias=one, rnn:activation=relu."
 
 
@@ -34,6 +39,38 @@ def _device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise _bad("--device", device, "no CUDA device is available here; use cpu")
     return device
+
+
+# TrainConfig field -> the CLI option that sets it
+TRAIN_OPTIONS = {
+    "batch_size": "--batch",
+    "clip_threshold": "--clip-threshold",
+    "eval_every": "--eval-every",
+    "profile_every": "--profile-every",
+}
+
+
+@contextmanager
+def _options_named(fields: dict[str, str]):
+    """Re-raise a config's ``field=value`` ValueError as a usage error naming the CLI option."""
+    try:
+        yield
+    except ValueError as e:
+        field, sep, rest = str(e).partition("=")
+        if not sep or not field.isidentifier():
+            raise
+        raise typer.BadParameter(
+            f"{rest.partition(' ')[0]} {rest.partition(' ')[2]}",
+            param_hint=f"'{fields.get(field, '--' + field)}'",
+        ) from None
+
+
+def _task(spec: str, length: int):
+    """A task from a spec such as ``copy-bit:noise=0.5`` (see ``tasks.parse_task``)."""
+    from .tasks import get_task, parse_task
+
+    name, options = parse_task(spec)
+    return get_task(name, length, **options)
 
 
 def _diagnosis_dict(diagnosis) -> dict[str, Any]:
@@ -57,13 +94,12 @@ def run_profile(config: dict[str, Any]) -> dict[str, Any]:
     from .diagnose import diagnose_profile
     from .models import build, parse_arch
     from .probe import gradient_profile
-    from .tasks import get_task
     from .train import TrainConfig, train
 
     name, options = parse_arch(config["arch"])
     if config["layers"] != 1:
         options["num_layers"] = config["layers"]
-    task = get_task(config["task"], config["length"])
+    task = _task(config["task"], config["length"])
     torch.manual_seed(config["seed"])
     model = build(name, task.input_size, config["hidden"], task.output_size, **options)
     trained = None
@@ -155,7 +191,7 @@ def _sci(v: float | None) -> str:
 @app.command()
 def profile(
     arch: str = typer.Option("rnn", "--arch", help=ARCH_HELP),
-    task: str = typer.Option("copy-bit", "--task", help="Task (see `bpttlab train --help`)."),
+    task: str = typer.Option("copy-bit", "--task", help=TASK_HELP),
     length: int = typer.Option(200, "--length", help="Sequence length T."),
     layers: int = typer.Option(1, "--layers", help="Stacked layers (where the arch has them)."),
     hidden: int = typer.Option(32, "--hidden", help="Hidden size H."),
@@ -173,11 +209,8 @@ def profile(
 ) -> None:
     """||dL/dh_t|| for every time step of a model on a task, and its diagnosis."""
     from .models import parse_arch
-    from .tasks import TASKS
 
     parse_arch(arch)  # fail fast on a bad spec, before touching the store
-    if task not in TASKS:
-        raise _bad("--task", task, f"one of: {', '.join(TASKS)}")
     for opt, v in (
         ("--length", length),
         ("--layers", layers),
@@ -185,6 +218,8 @@ def profile(
         ("--batch", batch),
     ):
         _check_positive(opt, v)
+    with _options_named({"task": "--task", "length": "--length"}):
+        _task(task, length)
     if train_steps < 0:
         raise _bad("--train-steps", train_steps, "must be >= 0")
     if every is not None:
@@ -381,3 +416,122 @@ def diagnose(
         return emit_json(doc)
     err.print(f"profiled {model_ref} on x of shape {tuple(x.shape)} ({prof.method})", markup=False)
     _print_diagnosis(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# train: one run
+# ---------------------------------------------------------------------------------------------
+
+
+def run_train(config: dict[str, Any]):
+    """Build the model and task of ``config``, train, and return a store ``RunOutput``.
+
+    ``config`` keys: arch, task, length, hidden, layers, and ``train`` (a ``TrainConfig`` dict).
+    The result is ``TrainResult.to_dict()`` plus the task's chance level; per-step series also go
+    to the store's metrics table and the profiles to its profiles table.
+    """
+    from .models import build, parse_arch
+    from .store import RunOutput
+    from .train import TrainConfig, train
+
+    name, options = parse_arch(config["arch"])
+    if config["layers"] != 1:
+        options["num_layers"] = config["layers"]
+    tc = TrainConfig.from_dict(config["train"])
+    task = _task(config["task"], config["length"])
+    torch.manual_seed(tc.seed)
+    model = build(name, task.input_size, config["hidden"], task.output_size, **options)
+    result = train(model, task, tc, progress=True)
+    res = result.to_dict()  # JSON-safe: NaN/Inf -> None
+    res.update(
+        arch=config["arch"],
+        task_name=config["task"],
+        length=config["length"],
+        chance=task.chance,
+        baseline_loss=task.baseline_loss,
+    )
+    # raw series (NaN kept: the store writes it as SQL NULL) for the metrics table
+    metrics = {
+        k: getattr(result, k) for k in ("train_loss", "grad_h0", "grad_norm", "clipped_grad_norm")
+    }
+    profiles = {p["step"]: p["norms"] for p in result.profiles}
+    return RunOutput(jsonable(res), metrics=metrics, profiles=profiles, seed=tc.seed)
+
+
+@app.command("train")
+def train_cmd(
+    arch: str = typer.Option("lstm", "--arch", help=ARCH_HELP),
+    task: str = typer.Option("copy-bit", "--task", help=TASK_HELP),
+    length: int = typer.Option(20, "--length", help="Sequence length T (dependency length)."),
+    hidden: int = typer.Option(32, "--hidden", help="Hidden size H."),
+    layers: int = typer.Option(1, "--layers", help="Stacked layers (where the arch has them)."),
+    optimizer: str = typer.Option("adam", "--optimizer", help="adam, rmsprop or sgd."),
+    lr: float = typer.Option(1e-2, "--lr", help="Learning rate."),
+    steps: int = typer.Option(300, "--steps", help="Optimiser steps."),
+    batch: int = typer.Option(64, "--batch", help="Batch size."),
+    clip: str = typer.Option("none", "--clip", help="Gradient clipping: none, norm or value."),
+    clip_threshold: float = typer.Option(1.0, "--clip-threshold", help="Clipping threshold."),
+    tbptt: int | None = typer.Option(None, "--tbptt", help="Truncated BPTT window k."),
+    fixed_batch: bool = typer.Option(False, "--fixed-batch", help="Train on one batch (lesson)."),
+    eval_every: int | None = typer.Option(None, "--eval-every", help="Evaluate every N steps."),
+    profile_every: int | None = typer.Option(
+        None, "--profile-every", help="Full ||dL/dh_t|| profile every N steps."
+    ),
+    db: Path = DB_OPT,
+    force: bool = FORCE_OPT,
+    device: str = DEVICE_OPT,
+    as_json: bool = JSON_OPT,
+    seed: int = SEED_OPT,
+) -> None:
+    """Train one model on one task; report accuracy, loss, divergence and ||dL/dh_0|| per step."""
+    from .models import parse_arch
+    from .train import TrainConfig
+
+    parse_arch(arch)
+    for opt, v in (("--length", length), ("--hidden", hidden), ("--layers", layers)):
+        _check_positive(opt, v)
+    with _options_named({"task": "--task", "length": "--length"}):
+        _task(task, length)
+    with _options_named(TRAIN_OPTIONS):
+        tc = TrainConfig(
+            optimizer=optimizer,
+            lr=lr,
+            steps=steps,
+            batch_size=batch,
+            clip=clip,
+            clip_threshold=clip_threshold,
+            tbptt=tbptt,
+            eval_every=eval_every,
+            profile_every=profile_every,
+            seed=seed,
+            device=_device(device),
+            fixed_batch=fixed_batch,
+        )
+    config = {
+        "arch": arch,
+        "task": task,
+        "length": length,
+        "hidden": hidden,
+        "layers": layers,
+        "train": tc.to_dict(),
+    }
+    with Store(db) as store:
+        res = cached(store, "train", config, lambda: run_train(config), force=force)
+    if as_json:
+        return emit_json(res)
+    t = Table(
+        title=f"{arch} on {task}, T={length}: {res['steps_run']} {optimizer} steps, "
+        f"lr {lr:g}, batch {batch}, clip {clip}",
+        show_header=False,
+    )
+    g = res["grad_h0"]
+    for k, v in (
+        ("held-out accuracy", f"{_sci(res['accuracy'])} (chance {res['chance']:.3g})"),
+        ("held-out loss", f"{_sci(res['loss'])} (memoryless baseline {res['baseline_loss']:.3g})"),
+        ("diverged", "no" if not res["diverged"] else f"yes, at step {res['diverged_at_step']}"),
+        ("||dL/dh_0|| first step", _sci(g[0] if g else None)),
+        ("||dL/dh_0|| last step", _sci(g[-1] if g else None)),
+        ("wall time", f"{res['wall_time_s']:.1f} s"),
+    ):
+        t.add_row(k, v)
+    out.print(t)

@@ -510,3 +510,33 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def parse_task(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"copy-bit:noise=0.5"`` -> ``("copy-bit", {"noise": 0.5})``; values take the type of the
+    option's default. Raises ValueError naming the unknown task, key or value."""
+    name, _, rest = spec.strip().partition(":")
+    _check_choice("task", name, TASKS)
+    defaults = {k: default for k, (default, _, _) in _REGISTRY[name][1].items()}
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, raw = item.partition("=")
+        if not eq or key not in defaults:
+            allowed = ", ".join(defaults) or "none"
+            raise ValueError(
+                f"task option {item!r} in {spec!r} is not KEY=VALUE with KEY one of "
+                f"{name}'s options: {allowed}"
+            )
+        kind = type(defaults[key])
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"task option {key}={raw!r} in {spec!r} is not a valid bool")
+            options[key] = raw.lower() in ("true", "1")
+            continue
+        try:
+            options[key] = kind(raw)
+        except ValueError:
+            raise ValueError(
+                f"task option {key}={raw!r} in {spec!r} is not a valid {kind.__name__}"
+            ) from None
+    return name, options

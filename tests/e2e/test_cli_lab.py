@@ -195,3 +195,73 @@ def test_diagnose_refuses_torchscript_of_a_non_rnn(capsys, tmp_path):
         torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "lin.pt"))
     line = run_error(capsys, "diagnose", "--model", str(tmp_path / "lin.pt"))
     assert "--model" in line and "nn.RNN, nn.LSTM or nn.GRU" in line
+
+
+def _train(capsys, tmp_path, *args):
+    return run_json(capsys, "train", "--db", str(tmp_path / "db.sqlite"), *args)
+
+
+def test_train_json_shape_and_equals_the_library(capsys, tmp_path):
+    from bpttlab.train import TrainConfig, train
+
+    doc = _train(
+        capsys,
+        tmp_path,
+        "--arch",
+        "rnn",
+        "--length",
+        "8",
+        "--hidden",
+        "8",
+        "--steps",
+        "25",
+        "--batch",
+        "16",
+        "--seed",
+        "2",
+    )
+    assert {"accuracy", "loss", "diverged", "diverged_at_step", "grad_h0"} <= set(doc)
+    assert len(doc["grad_h0"]) == 25 and doc["diverged"] is False  # one per step
+    task = get_task("copy-bit", 8)
+    torch.manual_seed(2)
+    model = build("rnn", task.input_size, 8, task.output_size)
+    ref = train(model, task, TrainConfig(steps=25, batch_size=16, lr=1e-2, seed=2)).to_dict()
+    assert doc["grad_h0"] == ref["grad_h0"] and doc["accuracy"] == ref["accuracy"]
+
+
+def test_train_divergence_is_reported_not_raised(capsys, tmp_path):
+    # ReLU RNN, W_hh = 1.5 I, noisy inputs: the first gradient norm is ~2e3 and SGD at lr 100
+    # blows the weights up, so step 1 is NaN (same setting as tests/test_train.py)
+    arch = "rnn:activation=relu,init=identity,gain=1.5"
+    doc = _train(capsys, tmp_path, "--arch", arch, "--task", "copy-bit:noise=0.5",
+                 "--optimizer", "sgd", "--lr", "100", "--length", "20", "--hidden", "16",
+                 "--steps", "20", "--batch", "16")  # fmt: skip
+    assert doc["diverged"] is True and isinstance(doc["diverged_at_step"], int)
+
+
+def test_train_is_cached(capsys, tmp_path, monkeypatch):
+    args = ("--length", "5", "--hidden", "4", "--steps", "5")
+    first = _train(capsys, tmp_path, *args)
+    import bpttlab.cli_lab as lab
+
+    monkeypatch.setattr(lab, "run_train", lambda c: (_ for _ in ()).throw(AssertionError("rerun")))
+    assert _train(capsys, tmp_path, *args) == first
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["--clip", "bogus"], "--clip"),
+        (["--steps", "0"], "--steps"),
+        (["--batch", "-3"], "--batch"),
+        (["--optimizer", "lbfgs"], "--optimizer"),
+        (["--tbptt", "0"], "--tbptt"),
+        (["--clip-threshold", "-1"], "--clip-threshold"),
+        (["--arch", "rnn:activation=swish"], "activation"),
+        (["--task", "copy"], "--task"),
+        (["--task", "copy-bit:noise=loud"], "noise"),
+        (["--task", "digits", "--length", "20"], "--length"),
+    ],
+)
+def test_train_bad_input(capsys, tmp_path, args, named):
+    assert named in run_error(capsys, "train", "--db", str(tmp_path / "d.db"), *args)
