@@ -73,6 +73,20 @@ def _task(spec: str, length: int):
     return get_task(name, length, **options)
 
 
+def _model_and_task(config: dict[str, Any], seed: int):
+    """The model (initialised under ``torch.manual_seed(seed)``) and task a run config names:
+    keys arch (a spec), task (a spec), length, hidden, layers."""
+    from .models import build, parse_arch
+
+    name, options = parse_arch(config["arch"])
+    if config["layers"] != 1:
+        options["num_layers"] = config["layers"]
+    task = _task(config["task"], config["length"])
+    torch.manual_seed(seed)
+    model = build(name, task.input_size, config["hidden"], task.output_size, **options)
+    return model, task
+
+
 def _diagnosis_dict(diagnosis) -> dict[str, Any]:
     d = diagnosis.to_dict()
     d["decay_rate"] = d["rate_per_step"]  # natural log per step back, the issue's name for it
@@ -92,16 +106,10 @@ def run_profile(config: dict[str, Any]) -> dict[str, Any]:
     Returns the JSON document ``bpttlab profile --json`` prints.
     """
     from .diagnose import diagnose_profile
-    from .models import build, parse_arch
     from .probe import gradient_profile
     from .train import TrainConfig, train
 
-    name, options = parse_arch(config["arch"])
-    if config["layers"] != 1:
-        options["num_layers"] = config["layers"]
-    task = _task(config["task"], config["length"])
-    torch.manual_seed(config["seed"])
-    model = build(name, task.input_size, config["hidden"], task.output_size, **options)
+    model, task = _model_and_task(config, config["seed"])
     trained = None
     if config["train_steps"] > 0:
         tc = TrainConfig(
@@ -430,17 +438,11 @@ def run_train(config: dict[str, Any]):
     The result is ``TrainResult.to_dict()`` plus the task's chance level; per-step series also go
     to the store's metrics table and the profiles to its profiles table.
     """
-    from .models import build, parse_arch
     from .store import RunOutput
     from .train import TrainConfig, train
 
-    name, options = parse_arch(config["arch"])
-    if config["layers"] != 1:
-        options["num_layers"] = config["layers"]
     tc = TrainConfig.from_dict(config["train"])
-    task = _task(config["task"], config["length"])
-    torch.manual_seed(tc.seed)
-    model = build(name, task.input_size, config["hidden"], task.output_size, **options)
+    model, task = _model_and_task(config, tc.seed)
     result = train(model, task, tc, progress=True)
     res = result.to_dict()  # JSON-safe: NaN/Inf -> None
     res.update(
