@@ -32,7 +32,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 
 # Options whose value is a list: argv tokens after them are joined until the next option.
-LIST_OPTIONS = ("--lengths", "--x", "--gains", "--activations", "--archs")
+LIST_OPTIONS = ("--lengths", "--x", "--gains", "--activations", "--archs", "--radii", "--windows")
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document on stdout, nothing else.")
 SEED_OPT = typer.Option(0, "--seed", help="Random seed (same seed => identical numbers).")
@@ -453,7 +453,8 @@ def join_list_options(argv: Sequence[str]) -> list[str]:
     return args
 
 
-from . import cli_lab  # noqa: E402, F401  (registers the model commands on `app`)
+# the model and experiment commands register themselves on `app`
+from . import cli_experiments, cli_lab  # noqa: E402, F401
 
 
 def _error(message: str) -> None:

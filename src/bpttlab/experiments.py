@@ -138,6 +138,7 @@ class Setup:
     lr: float = 1e-2
     fixed_batch: bool = True
     task_options: tuple[tuple[str, Any], ...] = ()
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         h = self.hidden_size
@@ -158,6 +159,7 @@ class Setup:
             batch_size=self.batch_size,
             fixed_batch=self.fixed_batch,
             seed=seed,
+            device=self.device,
             eval_batches=EVAL_BATCHES,
             **train_kw,
         )
@@ -426,6 +428,7 @@ def cliff(
     lr: float = 1e-2,
     optimizer: str = "adam",
     fixed_batch: bool = True,
+    device: str = "cpu",
     store: Store | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -445,6 +448,7 @@ def cliff(
     """
     task, options = _task(task, task_options)
     setup = Setup(
+        device=device,
         task=task,
         steps=steps,
         batch_size=batch_size,
@@ -514,6 +518,7 @@ def duel(
     task_options: dict[str, Any] | None = None,
     fixed_batch: bool | None = None,
     margin: float = 0.5,
+    device: str = "cpu",
     store: Store | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -541,6 +546,7 @@ def duel(
         "batch_size": batch_size,
         "optimizer": optimizer,
         "fixed_batch": fixed_batch,
+        "device": device,
     }
     if task is not None or task_options is not None:
         given["task"], given["task_options"] = _task(task or base.task, task_options)
@@ -593,6 +599,7 @@ def tbptt_sweep(
     fixed_batch: bool = False,
     margin: float = 0.5,
     refine: bool = False,
+    device: str = "cpu",
     store: Store | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -619,6 +626,7 @@ def tbptt_sweep(
     """
     task, options = _task(task, task_options)
     setup = Setup(
+        device=device,
         task=task,
         steps=steps,
         batch_size=batch_size,
@@ -806,6 +814,7 @@ def clipping_demo(
     norm_threshold: float = 1.0,
     value_threshold: float = 0.1,
     profile_every: int = 10,
+    device: str = "cpu",
     store: Store | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -831,6 +840,7 @@ def clipping_demo(
     "accuracy"}], "setup": {...}}``.
     """
     setup = Setup(
+        device=device,
         task="copy-bit",
         steps=steps,
         batch_size=batch_size,

@@ -10,7 +10,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_budget", "plot_decay", "plot_lyapunov", "plot_profile", "plot_walk"]
+__all__ = [
+    "plot_budget",
+    "plot_cliff",
+    "plot_decay",
+    "plot_decay_vs_length",
+    "plot_lyapunov",
+    "plot_profile",
+    "plot_walk",
+]
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -103,4 +111,45 @@ def plot_profile(norms: np.ndarray, path: str | Path, title: str = "gradient pro
     ax.set_xlabel("time step t")
     ax.set_ylabel("log10 ‖dL/dh_t‖")
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_cliff(doc: dict, path: str | Path) -> Path:
+    """Mean accuracy (min-max band) against length per architecture, from ``cliff``'s result."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for arch in dict.fromkeys(r["arch"] for r in doc["rows"]):
+        rows = sorted((r for r in doc["rows"] if r["arch"] == arch), key=lambda r: r["length"])
+        t = [r["length"] for r in rows]
+        (line,) = ax.plot(t, [r["accuracy_mean"] for r in rows], "o-", label=arch)
+        ax.fill_between(
+            t,
+            [r["accuracy_min"] for r in rows],
+            [r["accuracy_max"] for r in rows],
+            color=line.get_color(),
+            alpha=0.15,
+        )
+    threshold = doc["rows"][0].get("threshold") if doc["rows"] else None
+    if threshold is not None:
+        ax.axhline(threshold, ls=":", color="grey", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title(f"cliff: {doc['budget']['task']}, {doc['budget']['steps']} steps")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_decay_vs_length(doc: dict, path: str | Path) -> Path:
+    """log10 ||dL/dh_0||/||dL/dh_T|| against T, measured and predicted, per spectral radius."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for radius in dict.fromkeys(r["radius"] for r in doc["rows"]):
+        rows = [r for r in doc["rows"] if r["radius"] == radius]
+        t = [r["length"] for r in rows]
+        (line,) = ax.plot(t, np.log10([r["ratio"] for r in rows]), "o-", label=f"ρ={radius:g}")
+        c = line.get_color()
+        ax.plot(t, np.log10([r["naive"] for r in rows]), "--", color=c, label="(ρ<f'>)^T")
+        ax.plot(t, np.log10([r["lyapunov"] for r in rows]), ":", color=c, label="exp(λ₁T)")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("log10 ‖dL/dh_0‖ / ‖dL/dh_T‖")
+    ax.legend(fontsize=7)
     return _save(fig, path)

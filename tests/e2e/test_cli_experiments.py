@@ -1,0 +1,107 @@
+"""The experiment commands end to end, on tiny settings: JSON shapes, equality with the library,
+the store answering repeated runs, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpttlab import experiments
+from bpttlab.store import Store
+
+from .test_cli import run_error, run_json
+
+
+def _db(tmp_path) -> list[str]:
+    return ["--db", str(tmp_path / "db.sqlite")]
+
+
+def test_cliff_json_shape_and_equals_the_library(capsys, tmp_path):
+    args = ["cliff", *_db(tmp_path), "--archs", "rnn", "lstm:forget_bias=one", "--lengths", "3",
+            "6", "--seeds", "2", "--steps", "15", "--hidden", "8", "--batch", "16",
+            "--workers", "1", "--plot", str(tmp_path / "c.png")]  # fmt: skip
+    doc = run_json(capsys, *args)
+    assert {"rows", "cliffs", "budget"} <= set(doc)
+    assert set(doc["cliffs"]) == {"rnn", "lstm:forget_bias=one"}
+    row = doc["rows"][0]
+    assert {"arch", "length", "accuracy_mean", "accuracy_min", "accuracy_max",
+            "success_rate"} <= set(row)  # fmt: skip
+    assert doc["budget"]["steps"] == 15 and doc["budget"]["seeds"] == [0, 1]
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    with Store(tmp_path / "other.db") as store:
+        ref = experiments.cliff(["rnn", "lstm:forget_bias=one"], [3, 6], [0, 1], 15,
+                                hidden_size=8, batch_size=16, store=store, workers=1)  # fmt: skip
+    assert [r["accuracy_mean"] for r in doc["rows"]] == [r["accuracy_mean"] for r in ref["rows"]]
+
+
+def test_cliff_second_call_reads_the_store(capsys, tmp_path, monkeypatch):
+    args = ["cliff", *_db(tmp_path), "--archs", "rnn", "--lengths", "4", "--seeds", "1",
+            "--steps", "5", "--hidden", "4", "--batch", "8", "--workers", "1"]  # fmt: skip
+    first = run_json(capsys, *args)
+    monkeypatch.setattr(experiments, "train_run", lambda *a, **k: pytest.fail("retrained"))
+    assert run_json(capsys, *args) == first
+
+
+def test_duel_json_has_results_and_claims(capsys, tmp_path):
+    doc = run_json(capsys, "duel", *_db(tmp_path), "--length", "4", "--steps", "10",
+                   "--seeds", "1", "--workers", "1")  # fmt: skip
+    assert [r["arch"] for r in doc["results"]] == ["rnn", "lstm"]
+    for r in doc["results"]:
+        assert {"arch", "seed", "accuracy", "grad_h0_init", "grad_h0_final"} <= set(r)
+    # claims are checked only on the lesson's exact setup; overridden, none are judged
+    assert doc["claims"] == [] and "exact setup" in doc["claims_note"]
+
+
+def test_decay_vs_length_json(capsys, tmp_path):
+    doc = run_json(
+        capsys,
+        "decay-vs-length",
+        *_db(tmp_path),
+        "--lengths",
+        "5",
+        "10",
+        "--radii",
+        "0.9",
+        "--hidden",
+        "8",
+        "--plot",
+        str(tmp_path / "d.png"),
+    )
+    assert [(r["radius"], r["length"]) for r in doc["rows"]] == [(0.9, 5), (0.9, 10)]
+    assert all(0 < r["ratio"] for r in doc["rows"])
+    assert (tmp_path / "d.png").exists()
+
+
+def test_clipping_json(capsys, tmp_path):
+    doc = run_json(capsys, "clipping", *_db(tmp_path), "--steps", "10", "--workers", "1")
+    runs = {(r["case"], r["clip"]): r for r in doc["runs"]}
+    assert set(runs) == {
+        (c, k) for c in ("exploding", "vanishing") for k in ("none", "norm", "value")
+    }
+    assert runs[("exploding", "none")]["diverged"] is True
+    assert runs[("exploding", "norm")]["diverged"] is False
+
+
+def test_tbptt_json(capsys, tmp_path):
+    doc = run_json(capsys, "tbptt", *_db(tmp_path), "--windows", "2", "--lengths", "3", "5",
+                   "--steps", "5", "--seeds", "1", "--workers", "1")  # fmt: skip
+    assert set(doc["longest_learned"]) == {"2"}
+    assert {r["window"] for r in doc["rows"]} == {2}
+
+
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["cliff", "--archs", "rnn", "transformer"], "arch"),
+        (["cliff", "--lengths", "0"], "--lengths"),
+        (["cliff", "--seeds", "0"], "--seeds"),
+        (["cliff", "--workers", "0"], "--workers"),
+        (["cliff", "--task", "sorting"], "task"),
+        (["duel", "--preset", "book"], "--preset"),
+        (["duel", "--device", "tpu"], "--device"),
+        (["decay-vs-length", "--radii", "-1"], "--radii"),
+        (["clipping", "--norm-threshold", "0"], "--norm-threshold"),
+        (["tbptt", "--windows", "0"], "--windows"),
+    ],
+)
+def test_experiment_bad_input(capsys, tmp_path, args, named):
+    assert named in run_error(capsys, *args, *_db(tmp_path))
