@@ -18,7 +18,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from bpttlab.models import RecurrentModel, build
-from bpttlab.tasks import Batch, Task, get_task
+from bpttlab.tasks import Batch, FixedBatch, Task, get_task
 from bpttlab.train import TrainConfig, TrainResult, _loss_and_backward, train
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}  # float64 comparisons
@@ -313,7 +313,8 @@ def test_fixed_batch_draws_one_training_batch() -> None:
     calls = recording(task)
     config = TrainConfig(steps=5, batch_size=8, eval_batches=2, fixed_batch=True)
     result = train(model_for("rnn", task), task, config)
-    assert [s for s, _ in calls] == ["train", "test"]  # the FixedBatch wrapper caches each
+    # one training batch, drawn once and reused; evaluation draws eval_batches fresh ones
+    assert [s for s, _ in calls] == ["train", "test", "test"]
     assert result.task["fixed_batch"] is True
 
 
@@ -327,3 +328,19 @@ def test_lstm_learns_copy_bit_quickly(capsys) -> None:
     assert result.train_loss[-1] < result.train_loss[0] / 5
     assert result.wall_time_s < 10
     assert capsys.readouterr().err == ""  # stderr is not a terminal: no bar
+
+
+def test_evaluation_of_a_fixed_batch_run_uses_fresh_batches() -> None:
+    from bpttlab.train import evaluate
+
+    task = get_task("latch", 6)  # noisy: every draw is a different sequence
+    fixed = FixedBatch(task)
+    config = TrainConfig(steps=1, batch_size=8, eval_batches=3)
+    model = model_for("rnn", task)
+    seen = []
+    original = task.sample
+    task.sample = lambda *a, **k: seen.append(a) or original(*a, **k)  # type: ignore[method-assign]
+    fixed.sample(8, torch.Generator().manual_seed(0))  # the training batch, drawn once
+    seen.clear()
+    evaluate(model, fixed, config)
+    assert len(seen) == 3  # three fresh held-out batches from the wrapped task

@@ -227,8 +227,11 @@ def _grad_max_abs(params: list[nn.Parameter]) -> float:
 @torch.no_grad()
 def evaluate(model: RecurrentModel, task: Task, config: TrainConfig) -> tuple[float, float]:
     """(accuracy, loss) averaged over ``eval_batches`` held-out batches (``split="test"``) drawn
-    from a generator seeded with ``seed ^ 0x5EED5EED``: the same batches at every call."""
+    from a generator seeded with ``seed ^ 0x5EED5EED``: the same batches at every call. A
+    ``FixedBatch`` task is evaluated on fresh batches of the task it wraps."""
     generator = torch.Generator().manual_seed(config.seed ^ _EVAL_SEED)
+    if isinstance(task, FixedBatch):  # held out means fresh sequences, not the training batch
+        task = task.task
     param = next(model.parameters())
     was_training = model.training
     model.eval()
