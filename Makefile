@@ -30,6 +30,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_walk.py --out benchmarks/walk.md
 	$(BIN)/python benchmarks/bench_probe.py --out benchmarks/probe.md
+	$(BIN)/python benchmarks/bench_cliff.py --out benchmarks/cliff.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
