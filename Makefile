@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LINTED := src tests benchmarks $(wildcard examples)
+LINTED := src tests benchmarks $(wildcard examples) $(wildcard docs)
 
 .PHONY: demo test bench lint install clean
 

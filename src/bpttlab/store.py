@@ -181,6 +181,17 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
+    def finished(self, kind: str, config: Any) -> RunRecord | None:
+        """The stored run for (kind, config) if it finished ("done"), else None."""
+        found = self.run(kind, config)
+        return found if found is not None and found.status == "done" else None
+
+    def put_output(self, kind: str, config: Any, out: Any, started: str | None = None) -> RunRecord:
+        """:meth:`put` for what a run function returned: a ``RunOutput`` or a bare result."""
+        out = out if isinstance(out, RunOutput) else RunOutput(out)
+        return self.put(kind, config, out.result, metrics=out.metrics, profiles=out.profiles,
+                        seed=out.seed, status=out.status, started=started)  # fmt: skip
+
     def put(
         self,
         kind: str,
@@ -308,21 +319,8 @@ def cached(store: Store, kind: str, config: Any, fn: Callable[[], Any], force: b
     ``force=True`` recomputes and replaces; so does a stored run whose status is not "done".
     """
     if not force:
-        found = store.run(kind, config)
-        if found is not None and found.status == "done":
+        found = store.finished(kind, config)
+        if found is not None:
             return found.result
     started = _now()
-    out = fn()
-    if not isinstance(out, RunOutput):
-        out = RunOutput(out)
-    record = store.put(
-        kind,
-        config,
-        out.result,
-        metrics=out.metrics,
-        profiles=out.profiles,
-        seed=out.seed,
-        status=out.status,
-        started=started,
-    )
-    return record.result
+    return store.put_output(kind, config, fn(), started).result

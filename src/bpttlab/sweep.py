@@ -112,28 +112,18 @@ def run_many(
     results: list[Any] = [None] * len(configs)
     todo: list[int] = []
     for i, config in enumerate(configs):
-        found = None if store is None or force else store.run(kind, config)
-        if found is not None and found.status == "done":
+        found = None if store is None or force else store.finished(kind, config)
+        if found is not None:
             results[i] = found.result
         else:
             todo.append(i)
 
     def finish(i: int, started: str, out: Any) -> None:
-        out = out if isinstance(out, RunOutput) else RunOutput(out)
         if store is None:
-            results[i] = out.result
+            results[i] = out.result if isinstance(out, RunOutput) else out
             return
-        record = store.put(
-            kind,
-            configs[i],
-            out.result,
-            metrics=out.metrics,
-            profiles=out.profiles,
-            seed=out.seed,
-            status=out.status,
-            started=started,
-        )  # one transaction: the run is stored whole or not at all
-        results[i] = record.result
+        # one transaction: the run is stored whole or not at all
+        results[i] = store.put_output(kind, configs[i], out, started).result
 
     workers = workers or os.cpu_count() or 1
     with _progress(progress) as bar:
