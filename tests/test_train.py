@@ -242,10 +242,13 @@ def test_tbptt_refuses_models_whose_state_cannot_be_carried(arch: str, options: 
 
 
 # ---------------------------------------------------------------- what is logged
-def test_grad_h0_is_the_profiles_first_entry() -> None:
-    """Two routes to ||dL/dh_0||: h0.grad of the training backward, and the probe."""
+@pytest.mark.parametrize("arch", ["lstm", "rnn", "gru"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (2, True)])
+def test_grad_h0_is_the_profiles_first_entry(arch: str, layers: int, bidirectional: bool) -> None:
+    """Two routes to ||dL/dh_0|| of the top layer: h0.grad of the training backward, and the
+    probe, for stacked and bidirectional models too."""
     task = get_task("copy-bit", 10, noise=0.3)
-    model = model_for("lstm", task).double()
+    model = model_for(arch, task, num_layers=layers, bidirectional=bidirectional).double()
     config = TrainConfig(lr=1e-2, steps=5, batch_size=8, profile_every=2)
     result = train(model, task, config)
     assert [p["step"] for p in result.profiles] == [0, 2, 4]

@@ -138,6 +138,9 @@ def run_profile(config: dict[str, Any]) -> dict[str, Any]:
             "arch": config["arch"],
             "task": config["task"],
             "length": config["length"],
+            # steps in the sequence: the task's length, except agreement (T + 2), copy-memory
+            # (L + 20) and the original adding problem (T..T + T/10, drawn per batch)
+            "T": prof.T,
             "norms": prof.norms,
             "log10_norms": prof.log10_norms,
             "float32_underflow_at": prof.float32_underflow_at,
@@ -151,7 +154,7 @@ def run_profile(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_profile_table(doc: dict[str, Any], every: int | None) -> None:
-    norms, T = doc["norms"], doc["length"]
+    norms, T = doc["norms"], doc["T"]
     k = every or max(1, T // 10)
     steps = sorted(set(range(T, -1, -k)) | {0})[::-1]
     t = Table(
@@ -255,7 +258,7 @@ def profile(
         plot_profile(
             np.array([np.nan if v is None else v for v in doc["norms"]]),
             plot,
-            title=f"{arch} on {task}, T={length}",
+            title=f"{arch} on {task}, T={doc['T']}",
         )
     if as_json:
         return emit_json(doc)
@@ -307,7 +310,14 @@ def _load_torchscript(path: str) -> nn.Module:
     a script module cannot be patched, and the probe must reach the fused kernel's inputs."""
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; such files still exist
         warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.load(path, map_location="cpu")
+        try:
+            scripted = torch.jit.load(path, map_location="cpu")
+        except RuntimeError as e:
+            raise _bad(
+                "--model",
+                path,
+                f"not a TorchScript file (torch.jit.load: {str(e).splitlines()[0]})",
+            ) from None
     kind = getattr(scripted, "original_name", "")
     if kind not in _FUSED:
         raise _bad(
@@ -387,7 +397,14 @@ def diagnose(
             raise _bad("--model", model_ref, "no such TorchScript file")
         model = _load_torchscript(model_ref)
     else:
-        made = _load_object(model_ref, "--model")(input_size, output_size)
+        try:
+            made = _load_object(model_ref, "--model")(input_size, output_size)
+        except TypeError as e:
+            raise _bad(
+                "--model",
+                model_ref,
+                f"FACTORY(input_size, output_size) must accept two arguments ({e})",
+            ) from None
         if isinstance(made, dict):
             model, loss, probe = made["model"], made.get("loss"), made.get("probe")
         elif isinstance(made, tuple):
@@ -401,15 +418,24 @@ def diagnose(
             f"the factory returned a {type(model).__name__}, not a torch.nn.Module",
         )
     probe = _auto_probe(model) if probe is None else probe
+    # where time runs: dim 1 (batch_first, bpttlab's and most user models') or dim 0, the
+    # default of a bare nn.RNN/LSTM/GRU
+    rnn = probe.get("rnn", model if isinstance(model, nn.RNNBase) else None)
+    time_dim = 0 if rnn is not None and not rnn.batch_first else 1
     if batch_ref:
-        made_batch = _load_object(batch_ref, "--batch")()
+        try:
+            made_batch = _load_object(batch_ref, "--batch")()
+        except TypeError as e:
+            raise _bad("--batch", batch_ref, f"MAKE_BATCH() must take no arguments ({e})") from None
         x, target = made_batch if isinstance(made_batch, tuple) else (made_batch, None)
     else:
-        x, target = _default_batch(input_size, length, batch, seed)
+        x, target = _default_batch(input_size, length, batch, seed)  # (B, T, I)
+        if time_dim == 0:
+            x = x.transpose(0, 1).contiguous()  # (T, B, I)
     if loss is not None and target is not None:
         loss_fn = lambda o: loss(o, target)  # noqa: E731
-    else:
-        loss_fn = lambda o: _first(o)[:, -1].sum()  # noqa: E731  (readout at step T)
+    else:  # the readout at step T
+        loss_fn = lambda o: _first(o).select(time_dim, -1).sum()  # noqa: E731
     prof = gradient_profile(model, x, loss_fn, **probe)
     d = _diagnosis_dict(diagnose_profile(prof, model, **probe))
     doc = {

@@ -125,7 +125,8 @@ class TrainResult:
     Attributes:
         accuracy, loss: final evaluation on held-out batches (NaN if the model outputs NaN).
         train_loss, train_accuracy: on each step's training batch.
-        grad_h0: ``||dL/dh_0||`` per step, float64 (the h part of an LSTM's (h0, c0)).
+        grad_h0: ``||dL/dh_0||`` per step, float64, of the top layer's initial state (all
+            directions; the h part of an LSTM's (h0, c0)): the profile's ``norms[0]``.
         grad_norm: total parameter-gradient norm before clipping; clipped_grad_norm after it.
         clipped_grad_max_abs: largest |entry| of the parameter gradients after clipping.
         eval_history: ``{"step", "accuracy", "loss"}`` per evaluation.
@@ -320,6 +321,8 @@ def train(
             h0 = _initial_state(model, config.batch_size, batch.x)
             loss, y = _loss_and_backward(model, task, batch, config, h0)
             dL_dh0 = (h0[0] if isinstance(h0, tuple) else h0).grad  # (L*D, B, S)
+            if dL_dh0 is not None:  # the top layer's h_0, as a profile's norms[0] (DESIGN)
+                dL_dh0 = dL_dh0[-model.num_directions :]  # (D, B, S)
             log["train_loss"].append(loss.item())
             log["train_accuracy"].append(task.accuracy(y, batch))
             log["grad_h0"].append(0.0 if dL_dh0 is None else dL_dh0.double().norm().item())

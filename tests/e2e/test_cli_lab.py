@@ -265,3 +265,33 @@ def test_train_is_cached(capsys, tmp_path, monkeypatch):
 )
 def test_train_bad_input(capsys, tmp_path, args, named):
     assert named in run_error(capsys, "train", "--db", str(tmp_path / "d.db"), *args)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_diagnose_time_first_rnn_reads_time_on_dim_0(capsys, tmp_path, kind):
+    # PyTorch's default layout is (T, B, I): the default batch and readout must follow it
+    torch.manual_seed(0)
+    rnn = getattr(torch.nn, kind)(1, 8)  # batch_first=False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(rnn).save(str(tmp_path / "m.pt"))
+    doc = run_json(capsys, "diagnose", "--model", str(tmp_path / "m.pt"), "--length", "30",
+                   "--batch-size", "7")  # fmt: skip
+    assert doc["length"] == 30 and len(doc["norms"]) == 31
+    gen = torch.Generator().manual_seed(0)  # the default batch, built independently
+    target = torch.randint(0, 2, (7,), generator=gen)
+    x = 0.1 * torch.randn(7, 30, 1, generator=gen)
+    x[:, 0, :] = (2.0 * target - 1.0)[:, None]
+    ref = gradient_profile(rnn, x.transpose(0, 1), lambda o: o[0][-1].sum())
+    np.testing.assert_allclose(doc["norms"], ref.norms, rtol=1e-5)
+
+
+@pytest.mark.parametrize("task,length,T", [("agreement", 10, 12), ("copy-memory", 5, 25)])
+def test_profile_T_is_the_sequence_length(capsys, tmp_path, task, length, T):
+    doc = _profile(capsys, tmp_path, "--task", task, "--length", str(length), "--hidden", "4")
+    assert doc["length"] == length and doc["T"] == T and len(doc["norms"]) == T + 1
+    assert doc["diagnosis"]["T"] == T
+    main(["profile", "--db", str(tmp_path / "db.sqlite"), "--task", task, "--length",
+          str(length), "--hidden", "4", "--every", str(T)])  # fmt: skip
+    text = capsys.readouterr().out
+    assert f"T={T}" in text and f"│ {T} │          0 │" in text  # steps back 0 is t = T
