@@ -153,8 +153,8 @@ def test_spectrum_horizon_is_first_crossing_and_norm_bounds_radius():
     r, h = s.spectral_radius, s.horizon
     assert r**h < 1e-3 <= r ** (h - 1)
     assert s.fate == "vanishing"
-    sig = theory.spectrum(np.eye(4) * 3.0, activation="sigmoid")  # 3 * 0.25 < 1
-    assert sig.fate == "exploding" and sig.horizon == theory.steps_to_threshold(0.75)
+    sig = theory.spectrum(np.eye(4) * 3.0, activation="sigmoid")  # rho 3, but 3 * 0.25 < 1
+    assert sig.fate == "vanishing" and sig.horizon == theory.steps_to_threshold(0.75)
 
 
 def test_identity_init():

@@ -3,6 +3,10 @@
 import bpttlab
 profile = bpttlab.gradient_profile(model, x, loss_fn)   # ||dL/dh_t||, t = 0..T
 diagnosis = bpttlab.diagnose(model, x, loss_fn)          # verdict, decay rate, advice
+
+bpttlab.diagnose and bpttlab.train are the functions; the other names of those modules are
+imported as ``from bpttlab.diagnose import diagnose_profile`` (``import bpttlab.diagnose as m``
+binds the function).
 """
 
 from __future__ import annotations

@@ -71,8 +71,12 @@ def _bad(option: str, value: object, allowed: str) -> typer.BadParameter:
     return typer.BadParameter(f"{value!r} is not allowed: {allowed}", param_hint=f"'{option}'")
 
 
-def _parse_list(option: str, text: str, kind: Callable, allowed: str) -> list:
-    items = [s for s in text.replace(",", " ").split() if s]
+def _parse_list(
+    option: str, text: str, kind: Callable, allowed: str, split_commas: bool = True
+) -> list:
+    """Values separated by spaces or commas; by spaces only where a value may hold commas
+    (architecture specs such as ``rnn:activation=relu,init=identity``)."""
+    items = (text.replace(",", " ") if split_commas else text).split()
     if not items:
         raise _bad(option, text, allowed)
     try:
@@ -275,10 +279,11 @@ def walk(
         )
         traj, W = res["trajectory"], res["W"]
         w = dynamics.jacobian_walk(traj, mode=mode, every=every)
-        sqrt_h = math.sqrt(W.shape[0])
-        end = 10 ** w.log10_frobenius[-1] if w.log10_frobenius is not None else float("nan")
-        note = LESSON_NOTE.format(sqrtH=sqrt_h, end=end)
+        end = 10 ** res["walk"].log10_frobenius[-1]  # the preset's own full walk, in any --mode
+        note = LESSON_NOTE.format(sqrtH=math.sqrt(W.shape[0]), end=end)
     else:
+        if not math.isfinite(input_scale):
+            raise _bad("--input-scale", input_scale, "must be a finite number")
         W = _matrix(
             weights,
             key,
@@ -353,6 +358,8 @@ def lyapunov(
     """Top-k Lyapunov exponents by QR re-orthonormalisation, beside log ρ and the naive rate."""
     _check_positive("--length", length)
     _check_positive("--hidden", hidden)
+    if not math.isfinite(input_scale):
+        raise _bad("--input-scale", input_scale, "must be a finite number")
     if not 0 <= warmup < length:
         raise _bad("--warmup", warmup, f"must lie in [0, --length={length})")
     if not 0 < threshold < 1:
@@ -382,7 +389,7 @@ def lyapunov(
     if as_json:
         return emit_json(results if sweep else results[0])
     t = Table(
-        title=f"Lyapunov exponents ({activation.value}, H={hidden}, T={length}, "
+        title=f"Lyapunov exponents ({activation.value}, H={W.shape[0]}, T={length}, "
         f"warmup {warmup}); rates per step, natural log"
     )
     for c in ("gain", "λ₁", "log ρ(W)", "naive log(ρ<f'>)", "verdict", "half-life", "horizon"):
@@ -427,7 +434,7 @@ def tour(
 
 
 def join_list_options(argv: Sequence[str]) -> list[str]:
-    """``--lengths 10 20 50`` -> ``--lengths 10,20,50`` (values run until the next option)."""
+    """``--lengths 10 20 50`` -> ``--lengths "10 20 50"``: one value, up to the next option."""
 
     def is_option(tok: str) -> bool:
         if not tok.startswith("-"):
@@ -449,7 +456,7 @@ def join_list_options(argv: Sequence[str]) -> list[str]:
                 vals.append(argv[i])
                 i += 1
             if vals:
-                args.append(",".join(vals))
+                args.append(" ".join(vals))
     return args
 
 
@@ -475,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" (see 'bpttlab {ctx.info_name} --help')" if ctx and ctx.parent else ""
         _error(f"{e.format_message()}{hint}")
         return getattr(e, "exit_code", 2)
-    except (ValueError, FileNotFoundError) as e:  # bad input found by the library itself
+    except (ValueError, OSError) as e:  # bad input found by the library itself (or the disk)
         if os.environ.get("BPTTLAB_DEBUG"):
             raise
         _error(str(e))

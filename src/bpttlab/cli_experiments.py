@@ -84,7 +84,7 @@ def duel(
     """
     from .experiments import duel as run_duel
 
-    specs = _parse_list("--archs", archs, str, "architecture specs, e.g. rnn lstm")
+    specs = _parse_list("--archs", archs, str, "architecture specs, e.g. rnn lstm", False)
     if preset != "lesson":
         raise _bad("--preset", preset, "the only preset is 'lesson'")
     device = _device(device)
@@ -158,7 +158,7 @@ def cliff(
     """
     from .experiments import cliff as run_cliff
 
-    specs = _parse_list("--archs", archs, str, "architecture specs, e.g. rnn lstm")
+    specs = _parse_list("--archs", archs, str, "architecture specs, e.g. rnn lstm", False)
     device = _device(device)
     with Store(db) as store:
         doc = run_cliff(

@@ -7,9 +7,10 @@ Definitions (s = T - t is the number of steps back from the readout at T):
   ``factor_per_step = exp(rate_per_step)``. For a linear RNN with ``W = rho Q`` (Q orthogonal)
   and a loss at step T, ``||dL/dh_t|| = rho^(T-t) ||dL/dh_T||`` and the rate is ``ln rho``.
 - ``horizon``: the first s at which the norm falls under ``1e-3 * norms[T]`` (None: not within
-  T; ``horizon_fit`` extrapolates it from the rate). ``horizon_float32``: ``T - t`` for the
-  profile's ``float32_underflow_at`` (float32 gradient exactly zero), ``horizon_float32_fit``
-  the s at which the fitted line reaches the smallest float32, 1.4e-45.
+  T; ``horizon_fit = ln(1e-3) / rate``, the same from the rate). ``horizon_float32``: ``T - t``
+  for the profile's ``float32_underflow_at`` (float32 gradient exactly zero);
+  ``horizon_float32_fit = ln(1.4e-45 / norms[T]) / rate``: the s at which a decay at the fitted
+  rate, starting from the readout's norm, reaches the smallest float32.
 - ``verdict`` on ``ratio = norms[0] / norms[T]`` (the largest norm if norms[T] is 0):
   "vanishing" if ratio < 1e-3 (h_0 gets under a thousandth of the readout's gradient),
   "exploding" if ratio > 1e3 or a norm is not finite, otherwise "healthy". The ratio reads best

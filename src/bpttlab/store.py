@@ -156,6 +156,9 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, timeout: float = 30.0) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
+            if self.path.is_dir():
+                raise ValueError(f"db={str(path)!r} is a folder: give a file path, e.g. "
+                                 f"{Path(path) / 'bpttlab.db'}")  # fmt: skip
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

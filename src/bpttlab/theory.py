@@ -117,8 +117,8 @@ def _first_length_beyond(factor: float, bound: float, dtype: str, below: bool) -
 def underflow_length(factor: float, dtype: str = "float64") -> int | None:
     """First sequence length T at which ``|factor|**T`` rounds to exactly 0 in ``dtype``.
 
-    Returns None when the factor is >= 1 (no decay). Example: 0.45 underflows float32 at T = 125
-    and float64 at T = 933.
+    Returns None when the factor is >= 1 (no decay). Example: 0.45 rounds to 0 in float32 from
+    T = 131 and in float64 from T = 934.
     """
     if dtype not in _LIMITS:
         raise ValueError(f"dtype={dtype!r} is not one of: float32, float64")
@@ -143,8 +143,8 @@ def decay(eigenvalue: float, derivative: float, lengths: list[int] | tuple[int, 
     if not lengths:
         raise ValueError("lengths=[] is not allowed: give at least one positive integer")
     lengths = [_check_positive_int("lengths", t) for t in lengths]
-    factor = abs(eigenvalue * derivative)
-    log10_f = math.log10(factor) if factor > 0 else -math.inf
+    factor = abs(eigenvalue * derivative)  # inf when the product overflows; its log does not
+    log10_f = math.log10(abs(eigenvalue)) + math.log10(abs(derivative)) if factor > 0 else -math.inf
     rows = []
     for t in lengths:
         with np.errstate(over="ignore", under="ignore"):
@@ -188,6 +188,8 @@ def _activation_fn(name: str):
     probe = torch.linspace(-2.0, 2.0, 5, dtype=torch.float64)
     try:
         out = fn(probe)
+        again = fn(probe)
+        alone = [fn(probe[i : i + 1]) for i in range(probe.numel())]  # one element at a time
     except Exception as exc:  # a torch function that is not an activation (needs more args)
         raise ValueError(
             f"activation={name!r} is not an elementwise activation: torch.{name} on a tensor "
@@ -195,6 +197,13 @@ def _activation_fn(name: str):
         ) from None
     if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
         raise ValueError(f"activation={name!r} is not elementwise: it changes the input's shape")
+    if not torch.equal(out, again):
+        raise ValueError(f"activation={name!r} is not deterministic (e.g. dropout)")
+    if not torch.allclose(out, torch.cat(alone), rtol=1e-12, atol=0.0):
+        raise ValueError(
+            f"activation={name!r} is not elementwise: each output depends on other inputs "
+            "(e.g. softmax)"
+        )
     return fn
 
 
@@ -297,10 +306,22 @@ def load_matrix(path: str | Path, key: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"weights={str(path)!r} is not allowed: no such file")
+    if path.suffix not in (".npy", ".pt"):
+        raise ValueError(f"weights={str(path)!r} is not allowed: the file must end in .npy or .pt")
+    try:
+        obj = (
+            np.load(path, allow_pickle=False)
+            if path.suffix == ".npy"
+            else torch.load(path, map_location="cpu", weights_only=True)
+        )
+    except Exception as exc:  # not an array file, a pickle of arbitrary objects, truncated...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(
+            f"weights={str(path)!r} cannot be read as {path.suffix}: {first}"
+        ) from None
     if path.suffix == ".npy":
-        w = np.load(path, allow_pickle=False)
-    elif path.suffix == ".pt":
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        w = obj
+    else:
         if isinstance(obj, dict):
             names = [key] if key else [k for k in obj if "weight_hh" in k]
             if len(names) != 1 or names[0] not in obj:
@@ -311,10 +332,15 @@ def load_matrix(path: str | Path, key: str | None = None) -> np.ndarray:
             obj = obj[names[0]]
         if not isinstance(obj, torch.Tensor):
             raise ValueError(f"weights={str(path)!r} holds a {type(obj).__name__}, not a tensor")
-        w = obj.detach().to(torch.float64).numpy()
-    else:
-        raise ValueError(f"weights={str(path)!r} is not allowed: the file must end in .npy or .pt")
-    w = np.asarray(w, dtype=np.float64)
+        if obj.is_complex():
+            raise ValueError(f"weights={str(path)!r} holds {obj.dtype} entries: W_hh must be real")
+        w = obj.detach().to(torch.float64).numpy()  # bfloat16 has no numpy dtype
+    w = np.asarray(w)
+    if np.iscomplexobj(w) or w.dtype.kind not in "fiub":
+        raise ValueError(
+            f"weights={str(path)!r} holds {w.dtype} entries: W_hh must be a real matrix"
+        )
+    w = w.astype(np.float64)
     if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
         raise ValueError(
             f"weights={str(path)!r} has shape {w.shape}: W_hh must be a non-empty square matrix"
@@ -330,7 +356,7 @@ class Spectrum:
     eigenvalues: np.ndarray  # (H,) complex, sorted by decreasing modulus
     spectral_radius: float  # rho(W) = max |eigenvalue|
     spectral_norm: float  # ||W||_2 = largest singular value (>= rho)
-    fate: str  # "vanishing" | "exploding" | "marginal" for a linear(ised) recurrence
+    fate: str  # "vanishing" | "exploding" | "marginal": rho(W) * max|f'| against 1
     activation: str
     threshold: float
     horizon: int | None  # steps until (rho * max f')^t < threshold: the asymptotic prediction
@@ -350,7 +376,8 @@ def spectrum(
 
     The gradient T steps back is bounded by ``(||W||_2 max|f'|)^T`` (Pascanu et al. 2013, sec. 3.2)
     and, near the zero state, behaves as ``(rho(W) f'(0))^T`` asymptotically (Gelfand's formula).
-    ``fate`` classifies rho against 1 within ``tol``.
+    ``fate`` classifies ``rho * max|f'|`` against 1 within ``tol`` (for tanh, relu and identity
+    ``max|f'| = 1``, so it is rho itself; for sigmoid a quarter of it).
     """
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
@@ -361,8 +388,9 @@ def spectrum(
     ev = ev[np.argsort(-np.abs(ev), kind="stable")]
     rho = float(np.abs(ev[0]))
     norm2 = float(np.linalg.norm(w, 2))
-    fate = "vanishing" if rho < 1 - tol else ("exploding" if rho > 1 + tol else "marginal")
     fmax = _MAX_DERIVATIVE[activation]
+    gain = rho * fmax
+    fate = "vanishing" if gain < 1 - tol else ("exploding" if gain > 1 + tol else "marginal")
     return Spectrum(
         hidden=w.shape[0],
         eigenvalues=ev,

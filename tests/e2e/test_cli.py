@@ -237,13 +237,13 @@ def test_list_option_convention():
     assert join_list_options(["decay", "--lengths", "1", "2", "3", "--json"]) == [
         "decay",
         "--lengths",
-        "1,2,3",
+        "1 2 3",
         "--json",
     ]
     assert join_list_options(["budget", "--x", "-1", "0", "--threshold", "1e-3"]) == [
         "budget",
         "--x",
-        "-1,0",
+        "-1 0",
         "--threshold",
         "1e-3",
     ]
@@ -255,3 +255,51 @@ def test_console_script_entry_point(tmp_path):
     assert json.loads(res.stdout)["rows"][0]["magnitude"] == 0.125
     bad = subprocess.run([*exe[:-2], "--lengths", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--lengths" in bad.stderr
+
+
+def test_arch_specs_with_several_options_survive_the_list_convention(capsys, tmp_path):
+    doc = run_json(capsys, "cliff", "--db", str(tmp_path / "d.db"), "--archs",
+                   "rnn:activation=relu,init=identity", "lstm", "--lengths", "3", "--seeds", "1",
+                   "--steps", "2", "--hidden", "4", "--batch", "4", "--workers", "1")  # fmt: skip
+    assert set(doc["cliffs"]) == {"rnn:activation=relu,init=identity", "lstm"}
+
+
+@pytest.mark.parametrize("name,why", [("softmax", "elementwise"), ("dropout", "deterministic")])
+def test_budget_refuses_non_elementwise_or_random_functions(capsys, name, why):
+    line = run_error(capsys, "budget", "--activations", name)
+    assert "--activations" in line
+    with pytest.raises(ValueError, match=why):
+        theory.activation_derivative(name, [0.0, 1.0])
+
+
+def test_spectrum_fate_counts_the_activation(capsys):
+    # W = 2 I: rho = 2, but sigmoid' <= 1/4 makes every step a contraction by 1/2
+    doc = run_json(capsys, "spectrum", "--init", "identity", "--gain", "2", "--hidden", "3",
+                   "--activation", "sigmoid")  # fmt: skip
+    assert doc["fate"] == "vanishing" and doc["horizon"] == theory.steps_to_threshold(0.5)
+    doc = run_json(capsys, "spectrum", "--init", "identity", "--gain", "2", "--hidden", "3")
+    assert doc["fate"] == "exploding"
+
+
+@pytest.mark.parametrize(
+    "write,named",
+    [
+        (lambda p: (p / "w.pt").write_bytes(b"not a zip file at all"), "cannot be read"),
+        (lambda p: torch.save(torch.eye(3, dtype=torch.complex64), p / "w.pt"), "real"),
+        (lambda p: torch.save([1, 2], p / "w.pt"), "not a tensor"),
+    ],
+)
+def test_unreadable_or_complex_weight_files_exit_2(capsys, tmp_path, write, named):
+    write(tmp_path)
+    line = run_error(capsys, "spectrum", "--weights", str(tmp_path / "w.pt"))
+    assert "weights" in line and named in line
+
+
+def test_decay_log10_survives_an_overflowing_factor(capsys):
+    doc = run_json(capsys, "decay", "-l", "1e300", "-d", "1e300", "--lengths", "2")
+    assert doc["rows"][0]["log10_magnitude"] == pytest.approx(1200.0)
+
+
+def test_walk_rejects_non_finite_input_scale(capsys):
+    assert "--input-scale" in run_error(capsys, "walk", "--input-scale", "nan")
+    assert "--input-scale" in run_error(capsys, "lyapunov", "--input-scale", "inf")

@@ -295,3 +295,8 @@ def test_profile_T_is_the_sequence_length(capsys, tmp_path, task, length, T):
           str(length), "--hidden", "4", "--every", str(T)])  # fmt: skip
     text = capsys.readouterr().out
     assert f"T={T}" in text and f"│ {T} │          0 │" in text  # steps back 0 is t = T
+
+
+def test_db_that_is_a_folder_exits_2(capsys, tmp_path):
+    line = run_error(capsys, "profile", "--db", str(tmp_path), "--length", "3")
+    assert "db=" in line and "folder" in line
