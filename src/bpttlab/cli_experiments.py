@@ -26,7 +26,17 @@ from .cli import (
     err,
     out,
 )
-from .cli_lab import ARCH_HELP, DB_OPT, DEVICE_OPT, FORCE_OPT, TASK_HELP, _device, _sci
+from .cli_lab import (
+    ARCH_HELP,
+    DB_OPT,
+    DEVICE_OPT,
+    FORCE_OPT,
+    TASK_HELP,
+    _device,
+    _options_named,
+    _sci,
+    _task,
+)
 from .store import Store
 
 WORKERS_OPT = typer.Option(2, "--workers", help="Processes training in parallel (1 = serial).")
@@ -160,10 +170,14 @@ def cliff(
 
     specs = _parse_list("--archs", archs, str, "architecture specs, e.g. rnn lstm", False)
     device = _device(device)
+    grid = _positive_ints("--lengths", lengths)
+    with _options_named({"length": "--lengths", "task": "--task"}):
+        for n in grid:  # every length must suit the task (adding needs T >= 4, digits is 64)
+            _task(task, n)
     with Store(db) as store:
         doc = run_cliff(
             specs,
-            _positive_ints("--lengths", lengths),
+            grid,
             _seeds(seed, seeds),
             steps,
             task,

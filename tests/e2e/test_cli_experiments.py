@@ -96,6 +96,8 @@ def test_tbptt_json(capsys, tmp_path):
         (["cliff", "--seeds", "0"], "--seeds"),
         (["cliff", "--workers", "0"], "--workers"),
         (["cliff", "--task", "sorting"], "task"),
+        (["cliff", "--task", "adding", "--lengths", "3", "10"], "--lengths"),
+        (["cliff", "--task", "digits", "--lengths", "20"], "--lengths"),
         (["duel", "--preset", "book"], "--preset"),
         (["duel", "--device", "tpu"], "--device"),
         (["decay-vs-length", "--radii", "-1"], "--radii"),
