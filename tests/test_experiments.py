@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from bpttlab import experiments
+from bpttlab import runs
 from bpttlab.experiments import (
     RUN_KIND,
     RunConfig,
@@ -40,13 +40,13 @@ TINY: dict[str, Any] = {"steps": 6, "hidden_size": 8, "batch_size": 16, "workers
 def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts calls of ``train`` made by the experiments (one per training run)."""
     seen: list[int] = []
-    real = experiments.train
+    real = runs.train
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         seen.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train", counting)
+    monkeypatch.setattr(runs, "train", counting)
     return seen
 
 
@@ -194,7 +194,7 @@ def test_duel_lesson_preset_checks_the_claims(monkeypatch: pytest.MonkeyPatch) -
             "wall_time_s": 1.0,
         }
 
-    monkeypatch.setattr(experiments, "train_run", canned)
+    monkeypatch.setattr(runs, "train_run", canned)
     doc = duel(seeds=(0, 1), workers=1)
     assert [c["holds"] for c in doc["claims"]] == [False, False]
     assert "RNN stays at chance" in doc["claims"][0]["claim"]
@@ -217,7 +217,7 @@ def replace_hidden(config: RunConfig, hidden: int) -> RunConfig:
 
 # ---------------------------------------------------------------- cliff and tbptt
 def test_cliff_shape_refine_and_resume(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    real, count = experiments.train, []
+    real, count = runs.train, []
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         count.append(1)
@@ -225,7 +225,7 @@ def test_cliff_shape_refine_and_resume(store: Store, monkeypatch: pytest.MonkeyP
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiments, "train", interrupted)
+    monkeypatch.setattr(runs, "train", interrupted)
     args = {"archs": ("rnn", "lstm:forget_bias=one"), "lengths": (2, 6), "seeds": (0, 1)}
     with pytest.raises(KeyboardInterrupt):
         cliff(**args, store=store, **TINY)
@@ -254,7 +254,7 @@ def test_cliff_refine_trains_the_bisected_lengths(monkeypatch: pytest.MonkeyPatc
         trained.append(config.length)
         return {"accuracy": 1.0 if config.length < 13 else 0.5, "wall_time_s": 0.0}
 
-    monkeypatch.setattr(experiments, "train_run", canned)
+    monkeypatch.setattr(runs, "train_run", canned)
     doc = cliff(archs=("rnn",), lengths=(5, 20), seeds=(0,), refine=True, workers=1)
     assert doc["cliffs"] == {"rnn": 13}
     assert sorted(trained[:2]) == [5, 20] and 13 in trained and 12 in trained

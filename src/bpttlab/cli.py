@@ -222,7 +222,7 @@ def spectrum(
     for k, v in (
         ("spectral radius ρ", _fmt(s.spectral_radius, 6)),
         ("spectral norm ‖W‖₂", _fmt(s.spectral_norm, 6)),
-        ("fate (linearised)", s.fate),
+        ("fate (ρ·max f' against 1)", s.fate),
         (f"horizon: (ρ·max f')^t < {threshold:g}", str(s.horizon or "never")),
         (f"guaranteed: (‖W‖₂·max f')^t < {threshold:g}", str(s.horizon_bound or "never")),
     ):

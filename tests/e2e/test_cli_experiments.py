@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpttlab import experiments
+from bpttlab import experiments, runs
 from bpttlab.store import Store
 
 from .test_cli import run_error, run_json
@@ -37,7 +37,7 @@ def test_cliff_second_call_reads_the_store(capsys, tmp_path, monkeypatch):
     args = ["cliff", *_db(tmp_path), "--archs", "rnn", "--lengths", "4", "--seeds", "1",
             "--steps", "5", "--hidden", "4", "--batch", "8", "--workers", "1"]  # fmt: skip
     first = run_json(capsys, *args)
-    monkeypatch.setattr(experiments, "train_run", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: pytest.fail("retrained"))
     assert run_json(capsys, *args) == first
 
 
@@ -73,12 +73,12 @@ def test_decay_vs_length_json(capsys, tmp_path):
 
 def test_clipping_json(capsys, tmp_path):
     doc = run_json(capsys, "clipping", *_db(tmp_path), "--steps", "10", "--workers", "1")
-    runs = {(r["case"], r["clip"]): r for r in doc["runs"]}
-    assert set(runs) == {
+    by_case = {(r["case"], r["clip"]): r for r in doc["runs"]}
+    assert set(by_case) == {
         (c, k) for c in ("exploding", "vanishing") for k in ("none", "norm", "value")
     }
-    assert runs[("exploding", "none")]["diverged"] is True
-    assert runs[("exploding", "norm")]["diverged"] is False
+    assert by_case[("exploding", "none")]["diverged"] is True
+    assert by_case[("exploding", "norm")]["diverged"] is False
 
 
 def test_tbptt_json(capsys, tmp_path):
