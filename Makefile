@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LINTED := src tests benchmarks $(wildcard examples) $(wildcard docs)
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean readme results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_walk.py --out benchmarks/walk.md
 	$(BIN)/python benchmarks/bench_probe.py --out benchmarks/probe.md
 	$(BIN)/python benchmarks/bench_cliff.py --out benchmarks/cliff.md
+
+readme: $(STAMP)
+	$(BIN)/python docs/readme.py
+
+results: $(STAMP)
+	$(BIN)/python docs/results/compute.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
