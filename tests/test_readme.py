@@ -29,3 +29,7 @@ def test_readme_output_matches_a_real_run(command, expected):
 
 def test_readme_profile_table_is_recomputed():
     assert REGIONS["profiles"].rstrip("\n") == readme.profiles_table()
+
+
+def test_readme_claims_table_is_recomputed():
+    assert REGIONS["claims"].rstrip("\n") == readme.claims_table()
