@@ -460,10 +460,6 @@ def join_list_options(argv: Sequence[str]) -> list[str]:
     return args
 
 
-# the model and experiment commands register themselves on `app`
-from . import cli_experiments, cli_lab  # noqa: E402, F401
-
-
 def _error(message: str) -> None:
     """One line on stderr, never wrapped (rich would wrap at the terminal's width)."""
     sys.stderr.write("bpttlab: error: " + " ".join(message.split()) + "\n")
@@ -471,6 +467,10 @@ def _error(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: one-line errors, exit 2 for usage errors, never a traceback."""
+    # the model and experiment commands register themselves on `app` when imported; here, not
+    # at the top of this module, because they import from it
+    from . import cli_experiments, cli_lab  # noqa: F401
+
     args = join_list_options(list(sys.argv[1:] if argv is None else argv))
     try:
         rv = app(args=args, prog_name="bpttlab", standalone_mode=False)

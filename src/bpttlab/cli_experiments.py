@@ -127,12 +127,14 @@ def duel(
             _sci(r["grad_h0_final"]),
         )
     out.print(t)
-    out.print(_budget_line(doc["budget"]))
+    out.print(_budget_line(doc["budget"]), markup=False)
     for c in doc["claims"]:
         mark = "holds" if c["holds"] else "does NOT hold"
-        out.print(f"- the lesson: {c['claim']}\n  measured: {c['measured']} -> {mark}")
+        out.print(
+            f"- the lesson: {c['claim']}\n  measured: {c['measured']} -> {mark}", markup=False
+        )
     if doc.get("claims_note"):
-        out.print(doc["claims_note"])
+        out.print(doc["claims_note"], markup=False)
 
 
 @app.command()
@@ -200,20 +202,20 @@ def cliff(
         plot_cliff(doc, plot)
     if as_json:
         return emit_json(doc)
-    t = Table(title=f"cliff on {task}: accuracy mean [min, max] over {seeds} seeds")
+    t = Table(title=f"cliff on {task}: accuracy mean (min, max) over {seeds} seeds")
     for c in ("arch", "T", "accuracy", "success rate"):
         t.add_column(c, justify="right")
     for r in doc["rows"]:
         t.add_row(
             r["arch"],
             str(r["length"]) + ("" if r.get("grid", True) else "*"),
-            f"{r['accuracy_mean']:.3f} [{r['accuracy_min']:.3f}, {r['accuracy_max']:.3f}]",
+            f"{r['accuracy_mean']:.3f} ({r['accuracy_min']:.3f}, {r['accuracy_max']:.3f})",
             f"{r['success_rate']:.2f}",
         )
     out.print(t)
-    out.print(_budget_line(doc["budget"]))
+    out.print(_budget_line(doc["budget"]), markup=False)
     for a, n in doc["cliffs"].items():
-        out.print(f"cliff of {a}: {'none in the grid' if n is None else f'T = {n}'}")
+        out.print(f"cliff of {a}: {'none in the grid' if n is None else f'T = {n}'}", markup=False)
 
 
 @app.command("decay-vs-length")
@@ -367,7 +369,7 @@ def tbptt(
     t = Table(title=f"truncated BPTT: {arch} on {task}")
     for c in ("window k", "longest T learned"):
         t.add_column(c, justify="right")
-    for k, n in doc["longest_learned"].items():
+    for k, n in sorted(doc["longest_learned"].items(), key=lambda kv: int(kv[0])):
         t.add_row(k, "none" if n is None else str(n))
     out.print(t)
-    out.print(_budget_line(doc["budget"]))
+    out.print(_budget_line(doc["budget"]), markup=False)

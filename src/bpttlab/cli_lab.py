@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 from torch import nn
 
@@ -192,7 +193,7 @@ def _print_diagnosis(d: dict[str, Any]) -> None:
         ev = ", ".join(
             f"{k}={_sci(v) if isinstance(v, float) else v}" for k, v in a["evidence"].items()
         )
-        out.print(f"  - {a['text']}  [dim]({ev})[/dim]")
+        out.print(f"  - {escape(a['text'])}  [dim]({escape(ev)})[/dim]")
 
 
 def _sci(v: float | None) -> str:
