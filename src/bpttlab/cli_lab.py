@@ -560,7 +560,6 @@ def train_cmd(
         ("diverged", "no" if not res["diverged"] else f"yes, at step {res['diverged_at_step']}"),
         ("||dL/dh_0|| first step", _sci(g[0] if g else None)),
         ("||dL/dh_0|| last step", _sci(g[-1] if g else None)),
-        ("wall time", f"{res['wall_time_s']:.1f} s"),
     ):
         t.add_row(k, v)
     out.print(t)
