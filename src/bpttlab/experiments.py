@@ -82,6 +82,12 @@ __all__ = [
 ]
 
 
+def _setup(task: str, task_options: dict[str, Any] | None, **budget: Any) -> Setup:
+    """The shared budget for a task spec (``"latch:noise=0.1"``) and options given apart."""
+    name, options = _task(task, task_options)
+    return Setup(task=name, task_options=options, **budget)
+
+
 # ---------------------------------------------------------------- cliffs
 def success_threshold(chance: float, margin: float = 0.5) -> float:
     """``chance + margin * (1 - chance)``: the accuracy that beats chance by a clear margin."""
@@ -218,18 +224,9 @@ def cliff(
         "success_rate", "seeds", "threshold", "grid"}], "cliffs": {arch: length | None},
         "budget": {...}}``; ``grid`` is False for lengths the bisection added.
     """
-    task, options = _task(task, task_options)
-    setup = Setup(
-        device=device,
-        task=task,
-        steps=steps,
-        batch_size=batch_size,
-        hidden_size=hidden_size,
-        optimizer=optimizer,
-        lr=lr,
-        fixed_batch=fixed_batch,
-        task_options=options,
-    )
+    setup = _setup(task, task_options, device=device, steps=steps, batch_size=batch_size,
+                   hidden_size=hidden_size, optimizer=optimizer, lr=lr,
+                   fixed_batch=fixed_batch)  # fmt: skip
     specs, lengths, seeds = _specs(archs), sorted({int(n) for n in lengths}), [*map(int, seeds)]
     success_threshold(0.0, margin)
     config = {
@@ -396,18 +393,9 @@ def tbptt_sweep(
         ``{"rows": [{"window", "length", "accuracy_mean", "accuracy_min", "accuracy_max",
         "success_rate", ...}], "longest_learned": {str(k): length | None}, "budget": {...}}``.
     """
-    task, options = _task(task, task_options)
-    setup = Setup(
-        device=device,
-        task=task,
-        steps=steps,
-        batch_size=batch_size,
-        hidden_size=hidden_size,
-        optimizer=optimizer,
-        lr=lr,
-        fixed_batch=fixed_batch,
-        task_options=options,
-    )
+    setup = _setup(task, task_options, device=device, steps=steps, batch_size=batch_size,
+                   hidden_size=hidden_size, optimizer=optimizer, lr=lr,
+                   fixed_batch=fixed_batch)  # fmt: skip
     (spec,) = _specs([arch])
     windows = sorted({int(k) for k in windows})
     lengths, seeds = sorted({int(n) for n in lengths}), [*map(int, seeds)]
