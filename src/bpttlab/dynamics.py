@@ -16,10 +16,13 @@ normalised and carries the scale as a log, so a walk of 100,000 steps never unde
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 
 import numpy as np
+
+from bpttlab._util import ConfigError, check_choice, check_float, check_int, check_memory
+from bpttlab.theory import ACTIVATIONS
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,8 +35,16 @@ __all__ = [
     "simulate",
 ]
 
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
 _LOG10E = 1.0 / math.log(10.0)
+
+
+def _norm(a: np.ndarray) -> float:
+    """The 2-norm (Frobenius for a matrix) without overflow: entries near 1e300 square to inf
+    in a plain norm; scaling by the largest entry first keeps every step finite."""
+    m = float(np.abs(a).max()) if a.size else 0.0
+    if m == 0.0 or not math.isfinite(m):
+        return m
+    return m * float(np.linalg.norm(a / m))
 
 
 def _f(name: str, z: np.ndarray) -> np.ndarray:
@@ -60,13 +71,22 @@ def _df(name: str, z: np.ndarray, h: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Trajectory:
     """A forward run. ``z``: (T, H) pre-activations z_1..z_T; ``h``: (T+1, H) states h_0..h_T;
-    ``d``: (T, H) derivatives f'(z_1)..f'(z_T)."""
+    ``d``: (T, H) derivatives f'(z_1)..f'(z_T). ``overflow_at``: the first t at which h_t is not
+    finite in float64 (the state exploded; later steps hold inf/NaN), else None."""
 
     W: np.ndarray
     activation: str
     z: np.ndarray
     h: np.ndarray
     d: np.ndarray
+    overflow_at: int | None = None
+
+    def finite_prefix(self) -> Trajectory:
+        """Steps 1..overflow_at - 1 (all of it when nothing overflowed): where J_t is finite."""
+        if self.overflow_at is None:
+            return self
+        k = self.overflow_at - 1
+        return Trajectory(self.W, self.activation, self.z[:k], self.h[: k + 1], self.d[:k])
 
     @property
     def length(self) -> int:
@@ -98,18 +118,16 @@ def simulate(
         h0: "zeros", "random" (N(0, I)), or an (H,) array.
         bias: (H,) or None.
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is not one of: {', '.join(ACTIVATIONS)}")
-    if inputs not in ("zeros", "noise", "matrix"):
-        raise ValueError(f"inputs={inputs!r} is not one of: zeros, noise, matrix")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length={length!r} is not allowed: must be a positive integer")
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("inputs", inputs, ("zeros", "noise", "matrix"))
+    check_int("length", length)
+    check_float("input_scale", input_scale)
     W = np.asarray(W, dtype=np.float64)
     H = W.shape[0]
+    check_memory("length", length, 8.0 * length * H * 4, f"{length} steps of {H} units")
     rng = np.random.default_rng(seed)
     if isinstance(h0, str):
-        if h0 not in ("zeros", "random"):
-            raise ValueError(f"h0={h0!r} is not one of: zeros, random")
+        check_choice("h0", h0, ("zeros", "random"))
         h_prev = np.zeros(H) if h0 == "zeros" else rng.standard_normal(H)
     else:
         h_prev = np.asarray(h0, dtype=np.float64).reshape(H)
@@ -123,13 +141,19 @@ def simulate(
         drive = x @ U.T  # (T, H)
     if bias is not None:
         drive = drive + np.asarray(bias, dtype=np.float64)[None, :]
-    z = np.empty((length, H))
-    h = np.empty((length + 1, H))
+    z = np.full((length, H), np.nan)
+    h = np.full((length + 1, H), np.nan)
     h[0] = h_prev
-    for t in range(length):
-        z[t] = W @ h[t] + drive[t]  # (H,)
-        h[t + 1] = _f(activation, z[t])
-    return Trajectory(W=W, activation=activation, z=z, h=h, d=_df(activation, z, h[1:]))
+    overflow_at = None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(length):
+            z[t] = W @ h[t] + drive[t]  # (H,)
+            h[t + 1] = _f(activation, z[t])
+            if not np.isfinite(h[t + 1]).all():  # the state exploded past float64: stop here
+                overflow_at = t + 1
+                break
+        d = _df(activation, z, h[1:])
+    return Trajectory(W=W, activation=activation, z=z, h=h, d=d, overflow_at=overflow_at)
 
 
 @dataclass(frozen=True)
@@ -150,11 +174,12 @@ class Walk:
     log10_naive: np.ndarray
     spectral_radius: float
     mean_derivative: float
+    overflow_at: int | None = None
 
     def rows(self) -> list[dict]:
         out = []
         for i, t in enumerate(self.t):
-            row = {"t": int(t), "steps_back": int(self.t[0] - t)}
+            row: dict[str, float] = {"t": int(t), "steps_back": int(self.t[0] - t)}
             for name in ("log10_frobenius", "log10_spectral", "log10_vjp"):
                 arr = getattr(self, name)
                 if arr is not None:
@@ -174,6 +199,7 @@ class Walk:
         return {
             "spectral_radius": self.spectral_radius,
             "mean_derivative": self.mean_derivative,
+            "overflow_at": self.overflow_at,
             "steps": self.rows(),
         }
 
@@ -199,14 +225,16 @@ def jacobian_walk(
         A :class:`Walk`; norms are carried as a float64 mantissa times a log scale, so nothing
         underflows at any length.
     """
-    if mode not in ("full", "vjp"):
-        raise ValueError(f"mode={mode!r} is not one of: full, vjp")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every={every!r} is not allowed: must be a positive integer")
+    check_choice("mode", mode, ("full", "vjp"))
+    check_int("every", every)
+    overflow_at, traj = traj.overflow_at, traj.finite_prefix()  # no Jacobian past an overflow
     W, D, T = traj.W, traj.d, traj.length
     H = W.shape[0]
+    if mode == "full":
+        check_memory("mode", mode, 8.0 * H * H * 4, f"the full {H} x {H} product (--mode vjp "
+                     "keeps a vector)")  # fmt: skip
     u = np.ones(H) if v is None else np.asarray(v, dtype=np.float64).reshape(H)
-    u = u / np.linalg.norm(u)
+    u = u / _norm(u)
     log_u = 0.0  # natural-log scale of u
     P = np.eye(H) if mode == "full" else None  # (H, H), normalised to ||P||_F = 1 below
     log_P = 0.0
@@ -228,14 +256,14 @@ def jacobian_walk(
         d = D[t - 1]  # f'(z_t), (H,)
         # u^T J_t = (u * d)^T W: scale, then one matvec.               (H,)
         u = (u * d) @ W
-        n = np.linalg.norm(u)
+        n = _norm(u)
         if n == 0.0:  # an exactly dead direction (e.g. relu): the gradient is truly 0
             log_u, u = -math.inf, np.ones(H) / math.sqrt(H)
         else:
             log_u, u = log_u + math.log(n), u / n
         if P is not None:
             P = (P * d[None, :]) @ W  # P J_t = P diag(d) W, columns scaled   (H, H)
-            n = np.linalg.norm(P)
+            n = _norm(P)
             if n == 0.0:
                 log_P, P = -math.inf, np.eye(H) / math.sqrt(H)
             else:
@@ -260,7 +288,17 @@ def jacobian_walk(
         log10_naive=np.asarray(log10_naive, dtype=np.float64) * np.ones_like(steps_back) + 0.0,
         spectral_radius=rho,
         mean_derivative=mean_d,
+        overflow_at=overflow_at,
     )
+
+
+LESSON_NOTE = (
+    "The lesson's demo starts at h_0 = 0 with x_t = 0, so tanh(W·0) = 0 keeps the whole trajectory "
+    "at zero: every D = diag(tanh'(0)) = I and the product is just W^k. Its Frobenius norm starts "
+    "at ||I||_F = sqrt(H) = {sqrtH:g}, not 1, and at t = 0 is {end:.4g}. The lesson's loop also "
+    "multiplies the Jacobians in forward order (J_1 J_2 ...), where BPTT needs J_T ... J_(t+1); "
+    "the two agree here only because every J_t equals W. bpttlab walks the correct order."
+)
 
 
 def lesson_preset(gain: float = 0.9, hidden: int = 64, length: int = 50) -> dict:
@@ -268,13 +306,16 @@ def lesson_preset(gain: float = 0.9, hidden: int = 64, length: int = 50) -> dict
     ``h_0 = 0``, ``x_t = 0``. The trajectory stays at 0, every ``D = diag(tanh'(0)) = I``, so the
     product is ``W^k`` and its Frobenius norm starts at ``||I||_F = sqrt(H)`` (8 for H = 64).
 
-    Returns the walk plus a direct reference ``||W^k||_F`` (k = 0..T) computed by plain powers.
+    Returns W, the trajectory, the full walk and ``note``: what the demo really computes.
     """
     rs = np.random.RandomState(0)  # the legacy global-seed stream that np.random.seed(0) sets
     W = rs.randn(hidden, hidden) * gain / np.sqrt(hidden)
     traj = simulate(W, length, activation="tanh", inputs="zeros", h0="zeros")
     walk = jacobian_walk(traj, mode="full")
-    return {"W": W, "trajectory": traj, "walk": walk}
+    assert walk.log10_frobenius is not None
+    end = 10 ** walk.log10_frobenius[-1]
+    note = LESSON_NOTE.format(sqrtH=math.sqrt(hidden), end=end)
+    return {"W": W, "trajectory": traj, "walk": walk, "note": note}
 
 
 @dataclass(frozen=True)
@@ -288,10 +329,33 @@ class LyapunovResult:
     horizon: int | None  # steps until exp(lambda_1 t) < threshold, None unless lambda_1 < 0
     threshold: float
     gain: float | None = None
+    overflow_at: int | None = None  # the state exploded past float64 at this step
+    bounded: bool = True  # the activation bounds the state (tanh, sigmoid)
+
+    @property
+    def verdict(self) -> str:
+        """From lambda_1: "exploding" above 1e-3 per step ("(chaotic)" when the activation
+        bounds the state, "(overflow at step k)" when the state left float64), "vanishing" below
+        -1e-3, else "marginal"."""
+        if self.overflow_at is not None:
+            return f"exploding (overflow at step {self.overflow_at})"
+        top = float(self.exponents[0])
+        if top > 1e-3:
+            return "exploding (chaotic)" if self.bounded else "exploding"
+        return "vanishing" if top < -1e-3 else "marginal"
+
+    @property
+    def naive_sign_wrong(self) -> bool:
+        """The naive rate log(rho <f'>) predicts the opposite of lambda_1 (which is not ~0)."""
+        top = float(self.exponents[0])
+        if not math.isfinite(top):
+            return False
+        return (self.naive_rate < 0) != (top < 0) and abs(top) > 1e-3
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["exponents"] = [float(x) for x in self.exponents]
+        d["verdict"], d["naive_sign_wrong"] = self.verdict, self.naive_sign_wrong
         return d
 
 
@@ -305,13 +369,22 @@ def lyapunov_exponents(
     backward (gradient) product has the same exponents, so ``lambda_1 < 0`` means vanishing
     gradients with per-step factor ``exp(lambda_1)`` and ``lambda_1 > 0`` means exploding.
     """
-    W, D, T = traj.W, traj.d, traj.length
-    H = W.shape[0]
+    H = traj.W.shape[0]
     k = H if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= H:
-        raise ValueError(f"k={k!r} is not allowed: must be an integer in [1, {H}]")
-    if not 0 <= warmup < T:
-        raise ValueError(f"warmup={warmup!r} is not allowed: must lie in [0, length={T})")
+    check_int("k", k, 1, H)
+    if not 0 <= warmup < traj.length:
+        raise ConfigError("warmup", warmup, f"must lie in [0, length={traj.length})")
+    bounded = traj.activation in ("tanh", "sigmoid")
+    if traj.overflow_at is not None:  # exploded past float64: measure what stayed finite
+        overflow, traj = traj.overflow_at, traj.finite_prefix()
+        if traj.length - warmup < 1:
+            nan, rho = math.nan, traj.spectral_radius
+            return LyapunovResult(np.full(k, nan), math.log(rho) if rho > 0 else -math.inf, nan,
+                                  nan, None, None, None, threshold, overflow_at=overflow,
+                                  bounded=bounded)  # fmt: skip
+        result = lyapunov_exponents(traj, k, warmup, threshold)
+        return replace(result, overflow_at=overflow)
+    W, D, T = traj.W, traj.d, traj.length
     Q = np.linalg.qr(np.random.default_rng(0).standard_normal((H, k)))[0]  # (H, k)
     sums = np.zeros(k)
     log_det = 0.0
@@ -339,4 +412,5 @@ def lyapunov_exponents(
         doubling_time=math.log(2) / top if top > 0 else None,
         horizon=math.ceil(math.log(threshold) / top) if top < 0 else None,
         threshold=threshold,
+        bounded=bounded,
     )

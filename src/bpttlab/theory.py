@@ -14,47 +14,42 @@ magnitude itself is 0.0 in float64.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
-import torch
+
+from bpttlab._util import ConfigError, check_choice, check_float, check_int, check_memory
 
 __all__ = [
+    "ACTIVATIONS",
+    "INITS",
+    "MAX_DERIVATIVE",
     "DecayRow",
     "DecayTable",
     "Spectrum",
     "activation_derivative",
     "budget",
     "decay",
-    "load_matrix",
     "make_matrix",
     "spectrum",
     "steps_to_threshold",
     "underflow_length",
-    "INITS",
 ]
 
-INITS = ("gaussian", "orthogonal", "identity")
+# The activations with closed forms here (bpttlab.activations reaches any elementwise one torch
+# has), and the initialisations of W_hh: "default" is PyTorch's U(-1/sqrt(H), 1/sqrt(H)).
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")
+INITS = ("default", "orthogonal", "identity", "gaussian")
+# max |f'| over the real line: the per-step contraction an activation can at most give
+# (modReLU, Arjovsky et al. 2016, has slope 1 wherever it is not 0).
+MAX_DERIVATIVE = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "identity": 1.0, "modrelu": 1.0}
 
 # (smallest positive subnormal, smallest positive normal, largest finite) per float type.
 _LIMITS = {
     "float32": (float(np.finfo(np.float32).smallest_subnormal), float(np.finfo(np.float32).max)),
     "float64": (float(np.finfo(np.float64).smallest_subnormal), float(np.finfo(np.float64).max)),
 }
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: must be a positive integer (>= 1)")
-    return int(value)
-
-
-def _check_finite(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} is not allowed: must be a finite number")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +116,7 @@ def underflow_length(factor: float, dtype: str = "float64") -> int | None:
     T = 131 and in float64 from T = 934.
     """
     if dtype not in _LIMITS:
-        raise ValueError(f"dtype={dtype!r} is not one of: float32, float64")
+        raise ConfigError("dtype", dtype, "choose one of float32, float64")
     return _first_length_beyond(abs(factor), _LIMITS[dtype][0], dtype, below=True)
 
 
@@ -138,11 +133,11 @@ def decay(eigenvalue: float, derivative: float, lengths: list[int] | tuple[int, 
         underflows, None where it overflows; ``log10_magnitude`` is ``T log10|factor|``, finite for
         any T whenever the factor is nonzero.
     """
-    eigenvalue = _check_finite("eigenvalue", eigenvalue)
-    derivative = _check_finite("derivative", derivative)
+    eigenvalue = check_float("eigenvalue", eigenvalue)
+    derivative = check_float("derivative", derivative)
     if not lengths:
-        raise ValueError("lengths=[] is not allowed: give at least one positive integer")
-    lengths = [_check_positive_int("lengths", t) for t in lengths]
+        raise ConfigError("lengths", lengths, "give at least one positive integer")
+    lengths = [check_int("lengths", t) for t in lengths]
     factor = abs(eigenvalue * derivative)  # inf when the product overflows; its log does not
     log10_f = math.log10(abs(eigenvalue)) + math.log10(abs(derivative)) if factor > 0 else -math.inf
     rows = []
@@ -175,60 +170,39 @@ def decay(eigenvalue: float, derivative: float, lengths: list[int] | tuple[int, 
 # --------------------------------------------------------------------------------------------
 
 
-def _activation_fn(name: str):
-    """Any elementwise activation torch has by name (torch.nn.functional first, then torch)."""
-    if name == "identity":
-        return lambda z: z
-    fn = getattr(torch.nn.functional, name, None) or getattr(torch, name, None)
-    if fn is None or not callable(fn) or name.startswith("_"):
-        raise ValueError(
-            f"activation={name!r} is not an elementwise activation torch has by name "
-            "(e.g. tanh, sigmoid, relu, gelu, softplus, elu, silu, identity)"
-        )
-    probe = torch.linspace(-2.0, 2.0, 5, dtype=torch.float64)
-    try:
-        out = fn(probe)
-        again = fn(probe)
-        alone = [fn(probe[i : i + 1]) for i in range(probe.numel())]  # one element at a time
-    except Exception as exc:  # a torch function that is not an activation (needs more args)
-        raise ValueError(
-            f"activation={name!r} is not an elementwise activation: torch.{name} on a tensor "
-            f"failed ({type(exc).__name__})"
-        ) from None
-    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
-        raise ValueError(f"activation={name!r} is not elementwise: it changes the input's shape")
-    if not torch.equal(out, again):
-        raise ValueError(f"activation={name!r} is not deterministic (e.g. dropout)")
-    if not torch.allclose(out, torch.cat(alone), rtol=1e-12, atol=0.0):
-        raise ValueError(
-            f"activation={name!r} is not elementwise: each output depends on other inputs "
-            "(e.g. softmax)"
-        )
-    return fn
-
-
-def activation_derivative(name: str, x: np.ndarray | list[float] | float) -> np.ndarray:
-    """f'(x) for the named activation, by float64 autograd (the convention torch itself uses,
-    e.g. relu'(0) = 0).
+def activation_derivative(name: str, x: np.ndarray | Sequence[float] | float) -> np.ndarray:
+    """f'(x) in closed form for tanh, sigmoid, relu (relu'(0) = 0, as torch) and identity.
 
     Arguments:
-        name: tanh, sigmoid, relu, identity, or any elementwise activation torch has by name.
+        name: one of :data:`ACTIVATIONS`; ``bpttlab.activations.derivative`` takes any
+            elementwise activation torch has by name.
         x: points, any shape.
 
     Returns:
         float64 array of the same shape as ``x``.
     """
-    fn = _activation_fn(name)
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64)).clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(fn(xt).sum(), xt)
-    return grad.detach().numpy()
+    if name not in ACTIVATIONS:
+        raise ConfigError(
+            "activation", name, f"closed forms exist for {', '.join(ACTIVATIONS)} "
+            "(bpttlab.activations.derivative takes any elementwise torch activation)"
+        )  # fmt: skip
+    z = np.asarray(x, dtype=np.float64)
+    if name == "tanh":
+        return 1.0 - np.tanh(z) ** 2
+    if name == "sigmoid":
+        e = np.exp(-np.abs(z))  # never overflows
+        s = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # the logistic sigma(z)
+        return s * (1.0 - s)
+    if name == "relu":
+        return (z > 0).astype(np.float64)
+    return np.ones_like(z)
 
 
 def steps_to_threshold(derivative: float, threshold: float = 1e-6) -> int | None:
     """Fewest steps n with ``|derivative|**n < threshold``; None if the derivative is >= 1."""
     d = abs(float(derivative))
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold={threshold!r} is not allowed: must lie in (0, 1)")
+        raise ConfigError("threshold", threshold, "must lie in (0, 1)")
     if d == 0.0:
         return 1
     if d >= 1.0:
@@ -242,25 +216,29 @@ def steps_to_threshold(derivative: float, threshold: float = 1e-6) -> int | None
 
 
 def budget(
-    xs: list[float] | tuple[float, ...] = (0, 1, 2, 3, 5),
-    activations: list[str] | tuple[str, ...] = ("tanh", "sigmoid", "relu"),
+    xs: Sequence[float] = (0, 1, 2, 3, 5),
+    activations: Sequence[str] = ("tanh", "sigmoid", "relu"),
     threshold: float = 1e-6,
+    derivative: Callable[[str, list[float]], np.ndarray] | None = None,
 ) -> dict:
     """Derivative table and step budgets: how many steps at ``f'(x)`` push a gradient below
     ``threshold``.
+
+    ``derivative(name, xs)`` gives f'; default :func:`activation_derivative` (closed forms);
+    ``bpttlab.activations.derivative`` adds every elementwise activation torch has.
 
     Returns:
         ``{"threshold": t, "activations": [...], "rows": [{"x": x, name: f'(x), ...}],
         "steps_to_threshold": {name: [n or None per x]}}``.
     """
     if not xs:
-        raise ValueError("x=[] is not allowed: give at least one point")
+        raise ConfigError("x", [], "give at least one point")
     if not activations:
-        raise ValueError("activations=[] is not allowed: give at least one activation")
-    xs = [_check_finite("x", x) for x in xs]
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold={threshold!r} is not allowed: must lie in (0, 1)")
-    derivs = {a: activation_derivative(a, xs) for a in activations}
+        raise ConfigError("activations", [], "give at least one activation")
+    xs = [check_float("x", x) for x in xs]
+    check_float("threshold", threshold, low=0, high=1, low_open=True, high_open=True)
+    derivative = derivative or activation_derivative
+    derivs = {a: np.asarray(derivative(a, xs), dtype=np.float64) for a in activations}
     rows = [{"x": x, **{a: float(derivs[a][i]) for a in activations}} for i, x in enumerate(xs)]
     steps = {a: [steps_to_threshold(float(d), threshold) for d in derivs[a]] for a in activations}
     return {
@@ -275,79 +253,30 @@ def budget(
 # Spectra of W_hh
 # --------------------------------------------------------------------------------------------
 
-# max |f'| over the real line: the per-step contraction an activation can at most give.
-_MAX_DERIVATIVE = {"tanh": 1.0, "sigmoid": 0.25, "relu": 1.0, "identity": 1.0}
-
 
 def make_matrix(init: str, hidden: int, gain: float = 1.0, seed: int = 0) -> np.ndarray:
     """A recurrent matrix W_hh (H, H), float64.
 
+    default: ``gain * U(-1/sqrt(H), 1/sqrt(H))``, PyTorch's ``nn.RNN`` initialisation;
     gaussian: ``gain * randn / sqrt(H)`` (spectral radius -> gain as H grows, the circular law);
     orthogonal: ``gain * Q`` with Q Haar-orthogonal (QR of a Gaussian, signs fixed);
     identity: ``gain * I`` (Le, Jaitly & Hinton 2015).
     """
-    hidden = _check_positive_int("hidden", hidden)
-    gain = _check_finite("gain", gain)
-    if init not in INITS:
-        raise ValueError(f"init={init!r} is not one of: {', '.join(INITS)}")
+    hidden = check_int("hidden", hidden)
+    gain = check_float("gain", gain)
+    check_choice("init", init, INITS)
+    check_memory("hidden", hidden, 8.0 * hidden**2 * 4, f"a {hidden} x {hidden} W_hh")
     rng = np.random.default_rng(seed)
     if init == "identity":
         return gain * np.eye(hidden)
+    if init == "default":
+        bound = 1.0 / math.sqrt(hidden)
+        return gain * rng.uniform(-bound, bound, (hidden, hidden))
     a = rng.standard_normal((hidden, hidden))
     if init == "gaussian":
         return gain * a / math.sqrt(hidden)
     q, r = np.linalg.qr(a)
     return gain * q * np.sign(np.diag(r))[None, :]  # (H, H), Haar measure (Mezzadri 2007)
-
-
-def load_matrix(path: str | Path, key: str | None = None) -> np.ndarray:
-    """Read a square, finite W_hh from a ``.npy`` or ``.pt`` file (a tensor, or a state dict with
-    one ``weight_hh`` entry, or the entry named by ``key``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"weights={str(path)!r} is not allowed: no such file")
-    if path.suffix not in (".npy", ".pt"):
-        raise ValueError(f"weights={str(path)!r} is not allowed: the file must end in .npy or .pt")
-    try:
-        obj = (
-            np.load(path, allow_pickle=False)
-            if path.suffix == ".npy"
-            else torch.load(path, map_location="cpu", weights_only=True)
-        )
-    except Exception as exc:  # not an array file, a pickle of arbitrary objects, truncated...
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(
-            f"weights={str(path)!r} cannot be read as {path.suffix}: {first}"
-        ) from None
-    if path.suffix == ".npy":
-        w = obj
-    else:
-        if isinstance(obj, dict):
-            names = [key] if key else [k for k in obj if "weight_hh" in k]
-            if len(names) != 1 or names[0] not in obj:
-                raise ValueError(
-                    f"weights={str(path)!r}: cannot tell which entry is W_hh; "
-                    f"pass --key, one of: {', '.join(map(str, obj))}"
-                )
-            obj = obj[names[0]]
-        if not isinstance(obj, torch.Tensor):
-            raise ValueError(f"weights={str(path)!r} holds a {type(obj).__name__}, not a tensor")
-        if obj.is_complex():
-            raise ValueError(f"weights={str(path)!r} holds {obj.dtype} entries: W_hh must be real")
-        w = obj.detach().to(torch.float64).numpy()  # bfloat16 has no numpy dtype
-    w = np.asarray(w)
-    if np.iscomplexobj(w) or w.dtype.kind not in "fiub":
-        raise ValueError(
-            f"weights={str(path)!r} holds {w.dtype} entries: W_hh must be a real matrix"
-        )
-    w = w.astype(np.float64)
-    if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
-        raise ValueError(
-            f"weights={str(path)!r} has shape {w.shape}: W_hh must be a non-empty square matrix"
-        )
-    if not np.isfinite(w).all():
-        raise ValueError(f"weights={str(path)!r} holds NaN or inf entries: W_hh must be finite")
-    return w
 
 
 @dataclass(frozen=True)
@@ -382,13 +311,14 @@ def spectrum(
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
         raise ValueError(f"W has shape {w.shape}: it must be a non-empty square matrix")
-    if activation not in _MAX_DERIVATIVE:
-        raise ValueError(f"activation={activation!r} is not one of: {', '.join(_MAX_DERIVATIVE)}")
+    if activation not in MAX_DERIVATIVE:
+        check_choice("activation", activation, MAX_DERIVATIVE)
+    check_memory("hidden", w.shape[0], 16.0 * w.shape[0] ** 2 * 4, "its eigendecomposition")
     ev = np.linalg.eigvals(w)
     ev = ev[np.argsort(-np.abs(ev), kind="stable")]
     rho = float(np.abs(ev[0]))
     norm2 = float(np.linalg.norm(w, 2))
-    fmax = _MAX_DERIVATIVE[activation]
+    fmax = MAX_DERIVATIVE[activation]
     gain = rho * fmax
     fate = "vanishing" if gain < 1 - tol else ("exploding" if gain > 1 + tol else "marginal")
     return Spectrum(
