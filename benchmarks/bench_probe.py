@@ -3,7 +3,7 @@
 For nn.RNN / nn.LSTM / nn.GRU (one layer, input size H, loss at the last step) at each
 (T, B, H), in one run and interleaved: the plain fused forward + backward, ``gradient_profile``
 with its automatic method (the other method in the next column), and the slow unrolled loop with
-``retain_grad()`` (tests/reference/unrolled.py). Times are medians; ratios are to the plain run.
+``retain_grad()`` (bpttlab/testing/unrolled.py). Times are medians; ratios are to the plain run.
 
     python benchmarks/bench_probe.py [--quick] [--repeats N] [--out benchmarks/probe_table.md]
 """
@@ -28,9 +28,8 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bpttlab.probe import gradient_profile  # noqa: E402
-from reference.unrolled import unrolled_rnn  # noqa: E402
+from bpttlab.testing.unrolled import unrolled_rnn  # noqa: E402
 
 SIZES = [(50, 256, 32), (200, 64, 128), (1000, 32, 64)]
 MODULES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

@@ -1,8 +1,9 @@
-"""The public API in bpttlab.__all__: every name is the object its module defines, including
-the functions named like their modules (diagnose, train), whatever is imported first."""
+"""The public API: every name in bpttlab.__all__ is the object its module defines, re-exported
+lazily; modules are named after concepts, so no function shadows a module."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -10,24 +11,37 @@ import pytest
 import torch
 
 import bpttlab
-import bpttlab.diagnose  # noqa: F401  (a submodule import must not shadow the function)
-import bpttlab.train  # noqa: F401
 
 
 @pytest.mark.parametrize("name", bpttlab.__all__)
-def test_every_public_name_is_a_defined_object(name):
+def test_every_public_name_is_the_object_its_module_defines(name):
     obj = getattr(bpttlab, name)
-    assert not isinstance(obj, type(sys))  # a function or class, never a module
-    assert getattr(obj, "__module__", "bpttlab").startswith("bpttlab") or name in ("ARCHS", "TASKS")
+    module = importlib.import_module(f"bpttlab.{bpttlab._EXPORTS[name]}")
+    assert obj is getattr(module, name)
+    assert not isinstance(obj, type(sys))  # a function, class or constant, never a module
 
 
-def test_submodule_first_then_package_still_gives_the_functions():
+def test_all_lists_every_export_and_nothing_else():
+    assert sorted(bpttlab.__all__) == sorted(bpttlab._EXPORTS)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bpttlab.nope  # noqa: B018
+
+
+def test_importing_submodules_first_still_gives_the_functions():
     code = (
-        "import bpttlab.diagnose, bpttlab.train, bpttlab\n"
-        "print(callable(bpttlab.diagnose), callable(bpttlab.train))"
+        "import bpttlab.diagnosis, bpttlab.training, bpttlab\n"
+        "print(callable(bpttlab.diagnose), callable(bpttlab.train),"
+        " bpttlab.training.TrainConfig.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "TrainConfig"]
+
+
+@pytest.mark.parametrize("module", ["bpttlab", "bpttlab.store", "bpttlab.stats", "bpttlab.theory",
+                                    "bpttlab.dynamics", "bpttlab.cli"])  # fmt: skip
+def test_light_modules_load_no_torch(module):
+    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_top_level_diagnose_runs():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from bpttlab.models import ARCHS, LRUCell, RecurrentModel, build, config_from_dict
-from tests.reference.unrolled import unrolled_model
+from bpttlab.testing.unrolled import unrolled_model
 
 B, T, IN, H, OUT = 3, 7, 4, 6, 2
 
@@ -64,20 +65,38 @@ def test_cell_models_match_the_reference_equations(arch: str) -> None:
 
 def test_errors_name_argument_value_and_choices() -> None:
     cases = [
-        ({"name": "foo"}, "arch='foo' is not one of: rnn, irnn, lstm, gru, skip-rnn, "),
-        ({"activation": "foo"}, "activation='foo' is not one of: tanh, sigmoid, relu"),
-        ({"init": "he"}, "init='he' is not one of: default, orthogonal, identity, gaussian"),
-        ({"name": "lstm", "forget_bias": 2}, "forget_bias=2 is not one of: default, zero, one"),
-        ({"colour": 1}, "option 'colour' is not one of rnn's options: activation, init"),
-        ({"num_layers": 0}, "num_layers=0 must be a positive integer"),
-        ({"name": "lru", "r_min": 0.99, "r_max": 0.9}, "need 0 <= r_min < r_max < 1"),
-        ({"name": "attention-rnn", "activation": "sigmoid"}, "is not one of: tanh, relu"),
+        (
+            {"name": "foo"},
+            "arch='foo' is not allowed: choose one of rnn, irnn, lstm, gru, skip-rnn, ",
+        ),
+        (
+            {"activation": "foo"},
+            "activation='foo' is not allowed: choose one of tanh, sigmoid, relu",
+        ),
+        (
+            {"init": "he"},
+            "init='he' is not allowed: choose one of default, orthogonal, identity, gaussian",
+        ),
+        (
+            {"name": "lstm", "forget_bias": 2},
+            "forget_bias=2 is not allowed: choose one of default, zero, one",
+        ),
+        ({"colour": 1}, "colour=1 is not allowed: not one of rnn's options: activation, init"),
+        ({"num_layers": 0}, "num_layers=0 is not allowed: must be an int >= 1"),
+        (
+            {"name": "lru", "r_min": 0.99, "r_max": 0.9},
+            "r_max=0.9 is not allowed: must be a finite number in (0.99, 1)",
+        ),
+        (
+            {"name": "attention-rnn", "activation": "sigmoid"},
+            "is not allowed: choose one of tanh, relu",
+        ),
     ]
     for opts, message in cases:
         name = opts.pop("name", "rnn")
-        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             build(name, IN, H, OUT, **opts)
-    with pytest.raises(ValueError, match="hidden_size=0 must be a positive integer"):
+    with pytest.raises(ValueError, match="hidden_size=0 is not allowed: must be an int >= 1"):
         build("gru", IN, 0, OUT)
     with pytest.raises(ValueError, match=r"x must be \(B, T, input_size\)"):
         build("gru", IN, H, OUT)(torch.zeros(T, IN))

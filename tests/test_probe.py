@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bpttlab.models import ARCHS, build
 from bpttlab.probe import Profile, gradient_profile
-from tests.reference.unrolled import assert_steps_close, rtol_for, unrolled_model, unrolled_rnn
+from bpttlab.testing.unrolled import assert_steps_close, rtol_for, unrolled_model, unrolled_rnn
 
 T, B, IN, H = 6, 3, 4, 5
 FUSED = {
@@ -148,6 +148,15 @@ def test_bpttlab_models_match_reference(arch: str, dtype: torch.dtype) -> None:
         model = build(arch, IN, H, 2, **({"skip": 2} if arch == "skip-rnn" else {}))
     model = model.to(dtype)
     x = torch.randn(B, T, IN, dtype=dtype)
+    if arch == "irnn" and dtype == torch.float32:
+        # A pre-activation within float32 rounding of relu's kink takes relu' = 0 in one
+        # computation and 1 in the other (the fused kernel and the loop sum in other orders):
+        # a discrete difference that no tolerance bounds (seen: 1.75e-3 at step 0 on AVX-512).
+        # With W_ih >= 0, x >= 0, zero biases and W_hh = I every z_t is > 0, so both compute
+        # the same linear map and differ by float32 rounding only; float64 covers the kinks.
+        with torch.no_grad():
+            model.core.weight_ih_l0.abs_()
+        x = x.abs()
     for kind in ("last", "every"):
         loss_fn = _make_loss(kind, 5, True)
         ref = unrolled_model(model, x, loss_fn)
@@ -277,7 +286,9 @@ def test_tanh_rnn_underflow_at_T200() -> None:
 def test_errors_name_the_argument() -> None:
     module = nn.GRU(IN, H)
     x = torch.randn(T, B, IN)
-    with pytest.raises(ValueError, match="method='nope' is not one of: auto, fused, unrolled"):
+    with pytest.raises(
+        ValueError, match="method='nope' is not allowed: choose one of auto, fused, unrolled"
+    ):
         gradient_profile(module, x, lambda o: o[0].sum(), method="nope")
     with pytest.raises(ValueError, match="method='fused' is not exact for nn.GRU"):
         gradient_profile(module, x, lambda o: o[0].sum(), method="fused")

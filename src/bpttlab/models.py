@@ -23,10 +23,16 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils import parametrizations
+
+from bpttlab._util import ConfigError, check_bool, check_choice, check_float, check_int
+from bpttlab.cells import CellStack, ElmanCell, LRUCell
+from bpttlab.specs import parse_spec
+from bpttlab.theory import INITS
 
 __all__ = [
     "ARCHS",
+    "ARCH_OPTIONS",
     "AttentionRNNConfig",
     "CellStack",
     "ElmanCell",
@@ -40,9 +46,11 @@ __all__ = [
     "RNNConfig",
     "RecurrentModel",
     "SkipRNNConfig",
+    "arch_config",
     "build",
     "config_from_dict",
     "from_config",
+    "parse_arch",
 ]
 
 ARCHS: tuple[str, ...] = (
@@ -55,142 +63,9 @@ ARCHS: tuple[str, ...] = (
     "orthogonal-rnn",
     "lru",
 )
-ACTIVATIONS = ("tanh", "sigmoid", "relu")
-INITS = ("default", "orthogonal", "identity", "gaussian")
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "identity")  # theory.ACTIVATIONS; + modrelu below
 FORGET_BIASES = ("default", "zero", "one", "chrono")
-
-
-def check_choice(argument: str, value: object, allowed: tuple[str, ...]) -> None:
-    """Raise ``ValueError("activation='foo' is not one of: tanh, sigmoid, relu")``."""
-    if value not in allowed:
-        raise ValueError(f"{argument}={value!r} is not one of: {', '.join(allowed)}")
-
-
-# ---------------------------------------------------------------- cells (one call per step)
-class ModReLU(nn.Module):
-    """``sign(z) relu(|z| + b)`` (Arjovsky, Shah & Bengio 2016, eq. 8); b ~ U(-0.01, 0.01)."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.empty(size).uniform_(-0.01, 0.01))
-
-    def forward(self, z: Tensor) -> Tensor:
-        return torch.sign(z) * F.relu(z.abs() + self.bias)  # (B, H)
-
-
-def _activation(name: str, size: int) -> nn.Module:
-    check_choice("activation", name, (*ACTIVATIONS, "modrelu"))
-    if name == "modrelu":
-        return ModReLU(size)
-    return {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}[name]()
-
-
-class ElmanCell(nn.Module):
-    """One step ``h_t = f(W_hh h_{t-1} + u_t) [+ h_skip]`` with ``u_t = W_xh x_t + b``.
-
-    ``drive(x)`` computes all ``u_t`` at once, (B, T, I) -> (B, T, H); ``forward(u_t (B, H),
-    h_prev (B, H), h_skip (B, H) | None) -> h_t (B, H)``. Weights start as in ``nn.RNN``:
-    U(-1/sqrt(H), 1/sqrt(H)).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, activation: str) -> None:
-        super().__init__()
-        self.hidden_size = self.state_size = hidden_size
-        self.activation = activation
-        self.W_xh = nn.Linear(input_size, hidden_size)
-        self.W_hh = nn.Linear(hidden_size, hidden_size, bias=False)
-        self.f = _activation(activation, hidden_size)
-        bound = 1.0 / math.sqrt(hidden_size)
-        for p in (self.W_xh.weight, self.W_xh.bias, self.W_hh.weight):
-            nn.init.uniform_(p, -bound, bound)
-
-    def drive(self, x: Tensor) -> Tensor:
-        return self.W_xh(x)  # (B, T, H)
-
-    def forward(self, u_t: Tensor, h_prev: Tensor, h_skip: Tensor | None = None) -> Tensor:
-        h = self.f(u_t + self.W_hh(h_prev))  # (B, H)
-        return h if h_skip is None else h + h_skip
-
-
-class LRUCell(nn.Module):
-    """Diagonal complex recurrence ``h_t = lambda * h_{t-1} + gamma * (B x_t)`` (Orvieto et al.
-    2023, eq. 7-8), the state stored real as [Re h, Im h] (B, 2N).
-
-    ``lambda = exp(-exp(nu_log) + i exp(theta_log))`` (exponential parametrisation, sec. 3.3),
-    ``|lambda|`` initialised uniformly on the ring [r_min, r_max] (sec. 3.2, Lemma 3.2) and
-    ``gamma = sqrt(1 - |lambda|^2)`` (normalisation, sec. 3.4).
-    """
-
-    def __init__(
-        self, input_size: int, hidden_size: int, r_min: float, r_max: float, max_phase: float
-    ) -> None:
-        super().__init__()
-        N = self.hidden_size = hidden_size
-        self.state_size = 2 * N
-        r = torch.sqrt(torch.rand(N) * (r_max**2 - r_min**2) + r_min**2)  # (N,) ring-uniform
-        theta = (max_phase * torch.rand(N)).clamp_min(1e-6)  # (N,)
-        self.nu_log = nn.Parameter(torch.log(-torch.log(r)))
-        self.theta_log = nn.Parameter(torch.log(theta))
-        self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - r**2)))
-        self.B_re = nn.Parameter(torch.randn(N, input_size) / math.sqrt(2 * input_size))
-        self.B_im = nn.Parameter(torch.randn(N, input_size) / math.sqrt(2 * input_size))
-
-    def eigenvalues(self) -> Tensor:
-        """The diagonal of the recurrence, complex (N,)."""
-        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
-
-    def drive(self, x: Tensor) -> Tensor:
-        gamma = torch.exp(self.gamma_log)  # (N,)
-        return torch.cat([F.linear(x, self.B_re) * gamma, F.linear(x, self.B_im) * gamma], -1)
-
-    def forward(self, u_t: Tensor, h_prev: Tensor, h_skip: Tensor | None = None) -> Tensor:
-        modulus, theta = torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log)  # (N,)
-        lam_re, lam_im = modulus * torch.cos(theta), modulus * torch.sin(theta)  # (N,)
-        a, b = h_prev.chunk(2, dim=-1)  # Re h, Im h: (B, N)
-        h = torch.cat([lam_re * a - lam_im * b, lam_re * b + lam_im * a], dim=-1)  # (B, 2N)
-        return h + u_t if h_skip is None else h + u_t + h_skip
-
-
-class CellStack(nn.Module):
-    """Layers x directions of step cells, ``cells[layer * D + direction]``; each cell is called
-    once per step, the reverse direction from t = T down to 1.
-
-    ``forward(x (B, T, I), h0 (L*D, B, S) | None) -> hs (B, T, D*S)``. With ``skip = k > 0`` each
-    step adds ``h_{t-k}`` (zero for t <= k). Parametrised weights (orthogonal W_hh) are computed
-    once per forward under ``parametrize.cached()``.
-    """
-
-    def __init__(
-        self, cells: list[nn.Module], num_layers: int, bidirectional: bool, skip: int = 0
-    ) -> None:
-        super().__init__()
-        self.cells = nn.ModuleList(cells)
-        self.num_layers, self.bidirectional, self.skip = num_layers, bidirectional, skip
-        self.num_directions = 2 if bidirectional else 1
-        self.state_size: int = cells[0].state_size
-        assert len(cells) == num_layers * self.num_directions
-
-    def forward(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
-        B, T, _ = x.shape
-        L, D, S, k = self.num_layers, self.num_directions, self.state_size, self.skip
-        if h0 is None:
-            h0 = x.new_zeros(L * D, B, S)
-        inp = x  # (B, T, I)
-        with parametrize.cached():
-            for layer in range(L):
-                outs = []
-                for d in range(D):
-                    cell = self.cells[layer * D + d]
-                    u = cell.drive(inp).unbind(1)  # T x (B, S); unbind keeps backward O(T)
-                    order = range(T) if d == 0 else range(T - 1, -1, -1)
-                    states = [h0[layer * D + d]]  # states[i]: after i steps, (B, S)
-                    for i, t in enumerate(order, start=1):
-                        h_skip = states[i - k] if k and i - k >= 1 else None
-                        states.append(cell(u[t], states[i - 1], h_skip))
-                    seq = states[1:] if d == 0 else states[:0:-1]  # in time order
-                    outs.append(torch.stack(seq, dim=1))  # (B, T, S)
-                inp = torch.cat(outs, dim=-1)  # (B, T, D*S)
-        return inp
+_SIZES = ("input_size", "hidden_size", "output_size")
 
 
 # ---------------------------------------------------------------- configs
@@ -204,11 +79,15 @@ class ModelConfig:
     arch: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
+        """Every field checked by its type: ints >= 1, floats finite, bools, strings."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith("_size") or f.name in ("num_layers", "skip"):
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{f.name}={value!r} must be a positive integer")
+            if f.type == "int":
+                check_int(f.name, value)
+            elif f.type == "float":
+                object.__setattr__(self, f.name, check_float(f.name, value))
+            elif f.type == "bool":
+                check_bool(f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return {"arch": self.arch, **asdict(self)}
@@ -258,8 +137,7 @@ class LSTMConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("forget_bias", self.forget_bias, FORGET_BIASES)
-        if not self.chrono_tmax > 2:
-            raise ValueError(f"chrono_tmax={self.chrono_tmax!r} must be > 2")
+        check_float("chrono_tmax", self.chrono_tmax, low=2, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -323,10 +201,9 @@ class LRUConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0 <= self.r_min < self.r_max < 1:
-            raise ValueError(
-                f"r_min={self.r_min!r}, r_max={self.r_max!r}: need 0 <= r_min < r_max < 1"
-            )
+        check_float("r_min", self.r_min, low=0, high=1, high_open=True)
+        check_float("r_max", self.r_max, low=self.r_min, high=1, low_open=True, high_open=True)
+        check_float("max_phase", self.max_phase, low=0, high=2 * math.pi)
 
 
 _CONFIGS: dict[str, type[ModelConfig]] = {
@@ -490,9 +367,9 @@ def _set_forget_bias(lstm: nn.LSTM, c: LSTMConfig) -> None:
 def from_config(config: ModelConfig) -> RecurrentModel:
     """Build the model a config describes (seed torch first for reproducible weights)."""
     c, name = config, config.arch
-    if isinstance(c, RNNConfig) and c.activation != "sigmoid":  # rnn, irnn
+    if isinstance(c, RNNConfig) and c.activation in ("tanh", "relu"):  # rnn, irnn: fused
         core: nn.Module = _fused_elman(c, c.bidirectional)
-    elif isinstance(c, RNNConfig):
+    elif isinstance(c, RNNConfig):  # sigmoid and identity have no fused kernel
         core = _elman_stack(c, c.num_layers, c.bidirectional, skip=0)
     elif isinstance(c, LSTMConfig):
         core = nn.LSTM(
@@ -537,22 +414,35 @@ def from_config(config: ModelConfig) -> RecurrentModel:
     return RecurrentModel(name, c, core, head)
 
 
+# architecture -> {option: type}: what a spec such as "lstm:forget_bias=one" may set
+ARCH_OPTIONS: dict[str, dict[str, type]] = {
+    name: {f.name: {"int": int, "float": float, "bool": bool}.get(str(f.type), str)
+           for f in fields(cls) if f.name not in _SIZES}
+    for name, cls in _CONFIGS.items()
+}  # fmt: skip
+
+
+def arch_config(
+    name: str, input_size: int, hidden_size: int, output_size: int, **options: Any
+) -> ModelConfig:
+    """The config of architecture ``name`` (one of :data:`ARCHS`) with ``options``, checked.
+
+    Raises ConfigError naming the argument, the bad value and the allowed values.
+    """
+    check_choice("arch", name, ARCHS)
+    allowed = ARCH_OPTIONS[name]
+    for key, value in options.items():
+        if key not in allowed:
+            raise ConfigError(key, value, f"not one of {name}'s options: {', '.join(allowed)}")
+    return _CONFIGS[name](input_size, hidden_size, output_size, **options)
+
+
 def build(
     name: str, input_size: int, hidden_size: int, output_size: int, **options: Any
 ) -> RecurrentModel:
-    """Build architecture ``name`` (one of :data:`ARCHS`) with ``options`` from its config class.
-
-    Raises ValueError naming the argument, the bad value and the allowed values.
-    """
-    check_choice("arch", name, ARCHS)
-    cls = _CONFIGS[name]
-    allowed = [
-        f.name for f in fields(cls) if f.name not in ("input_size", "hidden_size", "output_size")
-    ]
-    for key in options:
-        if key not in allowed:
-            raise ValueError(f"option {key!r} is not one of {name}'s options: {', '.join(allowed)}")
-    return from_config(cls(input_size, hidden_size, output_size, **options))
+    """Build architecture ``name`` with ``options`` (see :func:`arch_config`); seed torch first
+    for reproducible weights."""
+    return from_config(arch_config(name, input_size, hidden_size, output_size, **options))
 
 
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:
@@ -560,46 +450,22 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     d = dict(d)
     arch = d.pop("arch", None)
     check_choice("arch", arch, ARCHS)
-    return _CONFIGS[arch](**d)
+    return _CONFIGS[str(arch)](**d)
 
 
-def parse_arch(spec: str) -> tuple[str, dict[str, Any]]:
+def parse_arch(spec: str, field: str = "arch") -> tuple[str, dict[str, Any]]:
     """``"lstm:forget_bias=one,num_layers=2"`` -> ``("lstm", {"forget_bias": "one",
-    "num_layers": 2})``.
+    "num_layers": 2})``, checked in full: values converted by the type of the config field they
+    set (``specs.parse_spec``), then checked by the architecture's config itself (choices,
+    ranges, finiteness), so a bad spec fails before anything is built.
 
-    Values are converted by the type of the config field they set (int, float, bool, str).
-    Raises ValueError naming the unknown arch, key or bad value and listing what is allowed.
+    Raises:
+        ConfigError: for ``field`` (the spec), naming the option and what is allowed.
     """
-    name, _, rest = spec.strip().partition(":")
-    check_choice("arch", name, ARCHS)
-    cls = _CONFIGS[name]
-    types = {
-        f.name: f.type
-        for f in fields(cls)
-        if f.name not in ("input_size", "hidden_size", "output_size")
-    }
-    options: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, raw = item.partition("=")
-        if not eq or key not in types:
-            raise ValueError(
-                f"arch option {item!r} in {spec!r} is not KEY=VALUE with KEY one of {name}'s "
-                f"options: {', '.join(types)}"
-            )
-        kind = types[key] if isinstance(types[key], str) else types[key].__name__
-        try:
-            if kind == "bool":
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                options[key] = raw.lower() in ("true", "1")
-            elif kind == "int":
-                options[key] = int(raw)
-            elif kind == "float":
-                options[key] = float(raw)
-            else:
-                options[key] = raw
-        except ValueError:
-            raise ValueError(
-                f"arch option {key}={raw!r} in {spec!r} is not a valid {kind}"
-            ) from None
-    return name, options
+    parsed = parse_spec(spec, ARCH_OPTIONS, field)
+    try:
+        arch_config(parsed.name, 1, 1, 1, **parsed.kwargs)
+    except ConfigError as error:
+        raise ConfigError(field, spec, f"option {error.field}={error.value!r}: {error.allowed}"
+                          ) from None  # fmt: skip
+    return parsed.name, parsed.kwargs

@@ -43,18 +43,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import _VF, Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch import Tensor, nn
 
-from bpttlab.models import CellStack, check_choice
+from bpttlab._probe_cells import CellProbe
+from bpttlab._probe_fused import FusedProbe
+from bpttlab._util import check_choice, jsonable
+from bpttlab.cells import CellStack
 
 __all__ = ["METHODS", "Profile", "gradient_profile"]
 
@@ -108,274 +108,8 @@ class Profile:
             "method": self.method,
             "dtype": self.dtype,
             "float32_underflow_at": self.float32_underflow_at,
-            **{k: _jsonable(getattr(self, k)) for k in arrays},
+            **{k: jsonable(getattr(self, k)) for k in arrays},
         }
-
-
-def _jsonable(a: np.ndarray | None) -> Any:
-    if a is None:
-        return None
-    if a.ndim > 1:
-        return [_jsonable(row) for row in a]
-    return [float(v) if np.isfinite(v) else None for v in a]
-
-
-# ---------------------------------------------------------------- helpers
-def _probe(state: Tensor) -> tuple[Tensor, Tensor]:
-    """``state + p`` with a zero leaf ``p``: ``dL/dp = dL/d(state)``."""
-    p = torch.zeros_like(state, requires_grad=True)
-    return state + p, p
-
-
-def _grad(t: Tensor) -> Tensor:
-    return t.grad if t.grad is not None else torch.zeros_like(t)
-
-
-def _weights(m: nn.RNNBase, layer: int, d: int) -> dict[str, Tensor | None]:
-    """w_ih (G, I), w_hh (G, Hout), b_ih, b_hh (G,), w_hr (Hout, H) of one layer and direction."""
-    sfx = f"_l{layer}" + ("_reverse" if d else "")
-    get = functools.partial(getattr, m)
-    return {
-        "w_ih": get("weight_ih" + sfx),
-        "w_hh": get("weight_hh" + sfx),
-        "b_ih": get("bias_ih" + sfx) if m.bias else None,
-        "b_hh": get("bias_hh" + sfx) if m.bias else None,
-        "w_hr": get("weight_hr" + sfx) if getattr(m, "proj_size", 0) else None,
-    }
-
-
-def _lstm_step(
-    gi_t: Tensor, h: Tensor, c: Tensor, pc_t: Tensor, w: dict[str, Tensor | None]
-) -> tuple[Tensor, Tensor]:
-    """One LSTM step from precomputed ``gi_t = W_ih x_t + b_ih`` (B, 4H), with the probe ``pc_t``
-    added to c_t before ``h_t = o_t * tanh(c_t)``, so that it sees both of c_t's uses."""
-    gates = gi_t + F.linear(h, w["w_hh"], w["b_hh"])  # (B, 4H), PyTorch's order i, f, g, o
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g) + pc_t  # (B, H)
-    h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
-    return (F.linear(h, w["w_hr"]) if w["w_hr"] is not None else h), c  # (B, Hout), (B, H)
-
-
-# ---------------------------------------------------------------- fused modules
-class _FusedProbe:
-    """Stands in for ``module.forward`` during one call; records the probes of every layer."""
-
-    def __init__(self, module: nn.RNNBase, method: str) -> None:
-        mode = module.mode
-        if method == "auto":
-            method = "unrolled" if mode == "GRU" else "fused"
-        if method == "fused" and mode == "GRU":
-            raise ValueError(
-                "method='fused' is not exact for nn.GRU (r_t multiplies W_hn h_{t-1} inside the "
-                "kernel); use method='unrolled' or 'auto'"
-            )
-        self.module, self.method, self.calls = module, method, 0
-        self.L, self.D = module.num_layers, 2 if module.bidirectional else 1
-        self.slots: dict[tuple[int, int], Callable[[], tuple[Tensor, Tensor | None]]] = {}
-
-    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
-        m, lstm = self.module, self.module.mode == "LSTM"
-        self.calls += 1
-        if self.calls > 1:
-            raise ValueError("the probed nn.RNN/LSTM/GRU was called more than once per forward")
-        if isinstance(input, PackedSequence):
-            raise ValueError("PackedSequence input is not supported; pad the batch instead")
-        batched = input.dim() == 3
-        x = input.transpose(0, 1) if batched and m.batch_first else input  # (T, B, I) time-major
-        x = x if batched else x.unsqueeze(1)  # unbatched (T, I) -> (T, 1, I)
-        T, B, _ = x.shape
-        L, D, H = self.L, self.D, m.hidden_size
-        Hout = getattr(m, "proj_size", 0) or H
-        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
-        if h0 is None:
-            h0 = x.new_zeros(L * D, B, Hout)  # (L*D, B, Hout)
-            c0 = x.new_zeros(L * D, B, H) if lstm else None
-        elif not batched:
-            h0, c0 = h0.unsqueeze(1), (c0.unsqueeze(1) if c0 is not None else None)
-        run = self._fused_layer if self.method == "fused" else self._unrolled_layer
-        inp, hn, cn = x, [], []
-        for layer in range(L):
-            s = slice(layer * D, (layer + 1) * D)
-            out, h_l, c_l = run(layer, inp, h0[s], c0[s] if c0 is not None else None)
-            hn.append(h_l)
-            cn.append(c_l)
-            inp = out  # (T, B, D*Hout)
-            if layer < L - 1 and m.dropout > 0 and m.training:
-                inp = F.dropout(out, m.dropout, training=True)
-        h_n = torch.cat(hn)  # (L*D, B, Hout)
-        c_n = torch.cat(cn) if lstm else None  # (L*D, B, H)
-        out = inp.transpose(0, 1) if batched and m.batch_first else inp
-        if not batched:
-            out, h_n = out.squeeze(1), h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if c_n is not None else None
-        return (out, (h_n, c_n)) if lstm else (out, h_n)
-
-    def _fused_layer(self, layer: int, inp: Tensor, h0: Tensor, c0: Tensor | None) -> tuple:
-        """One kernel call for both directions on ``[x, p_fwd, p_rev]``; W_ext zero-padded."""
-        m, D = self.module, self.D
-        T, B, _ = inp.shape
-        Hout = h0.shape[-1]
-        P = inp.new_zeros(T, B, D * Hout, requires_grad=True)  # zero probes, all steps
-        flat: list[Tensor] = []
-        for d in range(D):
-            w = _weights(m, layer, d)
-            W_hh = w["w_hh"]
-            probe_cols = [W_hh.detach() if e == d else W_hh.new_zeros(W_hh.shape) for e in range(D)]
-            W_ext = torch.cat([w["w_ih"], *probe_cols], dim=1)  # (G, I + D*Hout)
-            flat += [W_ext, W_hh] + [w[k] for k in ("b_ih", "b_hh", "w_hr") if w[k] is not None]
-        xin = torch.cat([inp, P], dim=-1)  # (T, B, I + D*Hout)
-        args = (m.bias, 1, 0.0, m.training, D == 2, False)
-        c_n = None
-        with warnings.catch_warnings():  # cuDNN copies the un-flattened weights once; expected
-            warnings.filterwarnings("ignore", message="RNN module weights are not part")
-            if m.mode == "LSTM":
-                out, h_n, c_n = _VF.lstm(xin, (h0, c0), flat, *args)
-            else:
-                fn = _VF.rnn_tanh if m.mode == "RNN_TANH" else _VF.rnn_relu
-                out, h_n = fn(xin, h0, flat, *args)  # (T, B, D*Hout), (D, B, Hout)
-        out.retain_grad()
-        h_n.retain_grad()
-        for d in range(D):
-            self.slots[(layer, d)] = functools.partial(self._assemble_fused, P, out, h_n, d)
-        return out, h_n, c_n
-
-    @staticmethod
-    def _assemble_fused(P: Tensor, out: Tensor, h_n: Tensor, d: int) -> tuple[Tensor, None]:
-        Hout = h_n.shape[-1]
-        s = slice(d * Hout, (d + 1) * Hout)
-        p_grad = _grad(P)[..., s]  # (T, B, Hout): W_hh^T dL/dz_t, recurrent part of dL/dh_{t-1}
-        direct = _grad(out)[..., s]  # (T, B, Hout): dL/dout_t, the rest of dL/dh_t
-        G = torch.empty((P.shape[0] + 1, *p_grad.shape[1:]), dtype=P.dtype, device=P.device)
-        if d == 0:  # the step at x_t reads h_{t-1}: p_grad[t-1] belongs to position t-1
-            G[0] = p_grad[0]
-            torch.add(direct[:-1], p_grad[1:], out=G[1:-1])
-            torch.add(direct[-1], _grad(h_n)[d], out=G[-1])
-        else:  # reverse: the step at x_t reads position t+1, or the initial state at t = T
-            G[0] = p_grad[-1]
-            torch.add(direct[0], _grad(h_n)[d], out=G[1])
-            torch.add(direct[1:], p_grad[:-1], out=G[2:])
-        return G, None  # (T+1, B, Hout)
-
-    def _unrolled_layer(self, layer: int, inp: Tensor, h0: Tensor, c0: Tensor | None) -> tuple:
-        """One ``torch._VF`` cell call per step; ``h_t + p_t`` with ``p`` (T+1, B, H) zero."""
-        m, lstm = self.module, self.module.mode == "LSTM"
-        cell = {"RNN_TANH": _VF.rnn_tanh_cell, "RNN_RELU": _VF.rnn_relu_cell, "GRU": _VF.gru_cell}
-        xs = inp.unbind(0)  # T x (B, I); unbind keeps the backward O(T)
-        T, B = len(xs), inp.shape[1]
-        outs, hn, cn = [], [], []
-        for d in range(self.D):
-            w = _weights(m, layer, d)
-            Ph = inp.new_zeros(T + 1, B, h0.shape[-1], requires_grad=True)  # on h, per call
-            Pc = inp.new_zeros(T + 1, B, c0.shape[-1], requires_grad=True) if lstm else None
-            ph = Ph.unbind(0)
-            h, c = h0[d] + ph[0], (c0[d] + Pc[0] if Pc is not None else None)
-            if lstm:  # input projection of all steps at once
-                gi = F.linear(inp, w["w_ih"], w["b_ih"]).unbind(0)  # T x (B, 4H)
-                pc = Pc.unbind(0)  # type: ignore[union-attr]
-            seq = []
-            for i, t in enumerate(range(T) if d == 0 else range(T - 1, -1, -1), start=1):
-                if lstm:
-                    h, c = _lstm_step(gi[t], h, c, pc[i], w)
-                else:
-                    h = cell[m.mode](xs[t], h, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"])
-                h = h + ph[i]
-                seq.append(h)
-            outs.append(torch.stack(seq if d == 0 else seq[::-1]))  # (T, B, Hout)
-            hn.append(h)
-            cn.append(c)
-            self.slots[(layer, d)] = functools.partial(_assemble_probes, Ph, Pc, d == 1)
-        c_n = torch.stack(cn) if lstm else None
-        return torch.cat(outs, dim=-1), torch.stack(hn), c_n  # (T, B, D*Hout), (D, B, Hout)
-
-
-def _assemble_probes(Ph: Tensor, Pc: Tensor | None, reverse: bool) -> tuple[Tensor, Tensor | None]:
-    """Probes in call order [initial, call 1..T] -> grads in time order, (T+1, B, H)."""
-
-    def order(g: Tensor) -> Tensor:
-        return torch.cat([g[:1], g[1:].flip(0)]) if reverse else g
-
-    return order(_grad(Ph)), (order(_grad(Pc)) if Pc is not None else None)
-
-
-def _stack_steps(grads: list[Tensor | None], reverse: bool) -> Tensor:
-    """[initial, call 1, ..., call T] -> (T+1, B, H) in time order; a missing initial is NaN."""
-    steps = grads[1:]
-    first = grads[0] if grads[0] is not None else torch.full_like(steps[0], math.nan)
-    return torch.stack([first, *(steps[::-1] if reverse else steps)])  # type: ignore[misc]
-
-
-# ---------------------------------------------------------------- cells
-def _add_probes(state: Any) -> tuple[Any, list[Tensor]]:
-    if isinstance(state, Tensor):
-        probed, p = _probe(state)
-        return probed, [p]
-    if isinstance(state, (tuple, list)) and all(isinstance(s, Tensor) for s in state):
-        pairs = [_probe(s) for s in state]
-        return type(state)(q for q, _ in pairs), [p for _, p in pairs]
-    raise ValueError(f"a probed cell must return a Tensor or a tuple of Tensors, got {type(state)}")
-
-
-class _CellProbe:
-    """Hooks on one cell: a zero probe on its output every call, one on the first call's state.
-
-    For a cell returning ``(h, c)`` the probe on c only sees c_t's later uses, not the one inside
-    the same call that makes ``h_t``; for ``nn.LSTMCell`` that term, ``dL/dh_t * o_t *
-    (1 - tanh^2 c_t)``, is added back with o_t recomputed from the call's inputs. Other tuple
-    cells report no ``dL/dc``.
-    """
-
-    def __init__(self, cell: nn.Module, reverse: bool) -> None:
-        self.cell, self.reverse = cell, reverse
-        self.initial: list[Tensor] | None = None
-        self.steps: list[list[Tensor]] = []
-        self.dh_dc: list[Tensor] = []  # nn.LSTMCell: o_t * (1 - tanh^2 c_t), (B, H) per call
-        self.handles = [
-            cell.register_forward_pre_hook(self._pre, with_kwargs=True),
-            cell.register_forward_hook(self._post, with_kwargs=True),
-        ]
-
-    def _pre(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self.initial is not None or self.steps:
-            return None
-        self.initial = []
-        state = args[1] if len(args) > 1 else kwargs.get("hx")
-        if state is None:  # nn.RNNCell/LSTMCell/GRUCell called without hx start from zeros
-            H = getattr(module, "hidden_size", None)
-            if H is None or not args:
-                return None
-            zeros = args[0].new_zeros(*args[0].shape[:-1], H)  # (B, H)
-            state = (zeros, zeros.clone()) if isinstance(module, nn.LSTMCell) else zeros
-        probed, self.initial = _add_probes(state)
-        if len(args) > 1 or "hx" not in kwargs:
-            return (args[0], probed, *args[2:]), kwargs
-        return args, {**kwargs, "hx": probed}
-
-    def _post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        if isinstance(module, nn.LSTMCell):
-            state = args[1] if len(args) > 1 else kwargs.get("hx")
-            H = module.hidden_size
-            with torch.no_grad():  # o_t = sigmoid(W_io x_t + b_io + W_ho h_{t-1} + b_ho)
-                a = F.linear(args[0], module.weight_ih[3 * H :])  # (B, H)
-                a = a + F.linear(state[0], module.weight_hh[3 * H :])
-                if module.bias:
-                    a = a + module.bias_ih[3 * H :] + module.bias_hh[3 * H :]
-                self.dh_dc.append(torch.sigmoid(a) * (1 - torch.tanh(output[1]) ** 2))
-        probed, probes = _add_probes(output)
-        self.steps.append(probes)
-        return probed
-
-    def assemble(self) -> tuple[Tensor, Tensor | None]:
-        if not self.steps:
-            raise ValueError("the probed cell was never called")
-        init: list[Tensor | None] = [*(self.initial or []), None, None]
-        dL_dh = [_grad(s[0]) for s in self.steps]
-        h = _stack_steps([_grad(init[0]) if init[0] is not None else None, *dL_dh], self.reverse)
-        if not self.dh_dc:
-            return h, None
-        carried = [_grad(s[1]) for s in self.steps]  # through c_t's uses in later calls
-        dL_dc = [g + gh * k for g, gh, k in zip(carried, dL_dh, self.dh_dc, strict=True)]
-        c0 = _grad(init[1]) if init[1] is not None else None
-        return h, _stack_steps([c0, *dL_dc], self.reverse)
 
 
 # ---------------------------------------------------------------- entry point
@@ -387,21 +121,21 @@ def _attached(
     method: str,
 ) -> Iterator[tuple[str, int, int, Callable[[], _Pairs]]]:
     """Attach probes; yield (method, L, D, collect); detach on exit, even after an exception."""
-    core = getattr(model, "core", None)
+    core: Any = getattr(model, "core", None)
     if cell is not None or (isinstance(core, CellStack) and rnn is None):
         if method == "fused":
             raise ValueError("method='fused' needs an nn.RNN/LSTM/GRU; cells are probed by hooks")
         if cell is not None:
             single = isinstance(cell, nn.Module) and not isinstance(cell, nn.ModuleList)
-            cells = [cell] if single else list(cell)  # type: ignore[arg-type]
+            cells: list[nn.Module] = [cell] if single else list(cell)  # type: ignore[list-item,arg-type]
             L, D, table = len(cells), 1, {(i, 0): c for i, c in enumerate(cells)}
         else:
             L, D = core.num_layers, core.num_directions
             table = {(i // D, i % D): c for i, c in enumerate(core.cells)}
-        probes: dict[tuple[int, int], _CellProbe] = {}
+        probes: dict[tuple[int, int], CellProbe] = {}
         try:
             for key, c in table.items():
-                probes[key] = _CellProbe(c, reverse=key[1] == 1)
+                probes[key] = CellProbe(c, reverse=key[1] == 1)
             yield "cell-hook", L, D, lambda: {k: p.assemble() for k, p in probes.items()}
         finally:
             for p in probes.values():
@@ -414,7 +148,7 @@ def _attached(
             f"cannot probe {type(model).__name__}: pass a bpttlab model or nn.RNN/LSTM/GRU, or "
             "rnn=<its nn.RNN/LSTM/GRU submodule>, or cell=<the module it calls once per step>"
         )
-    probe = _FusedProbe(module, method)
+    probe = FusedProbe(module, method)
     saved = module.__dict__.get("forward")
     module.forward = probe.forward  # instance attribute shadows the class's forward
     try:
@@ -520,7 +254,9 @@ def gradient_profile(
         per_layer=per_layer,
         loss=float(loss.detach()),
         float32_underflow_at=_float32_underflow_at(zero),
-        cell_norms=functools.reduce(np.hypot, cell_per_layer[-1]) if has_c else None,
+        cell_norms=functools.reduce(np.hypot, cell_per_layer[-1])
+        if cell_per_layer is not None
+        else None,
         cell_per_layer=cell_per_layer,
         method=used,
         dtype=str(top[0].dtype).removeprefix("torch."),

@@ -58,12 +58,14 @@ def unrolled_rnn(
     xt = x.transpose(0, 1) if module.batch_first else x  # (T, B, I)
     T, B, _ = xt.shape
     lstm = mode == "LSTM"
+    h0: Tensor
+    c0: Any
     if hx is None:
         h0, c0 = xt.new_zeros(L * D, B, P), xt.new_zeros(L * D, B, H)
     else:
         h0, c0 = hx if lstm else (hx, None)
     hs: dict[Key, list[Tensor]] = {}
-    cs: dict[Key, list[Tensor]] = {}
+    cs: dict[Key, list[Any]] = {}
     inp, hn, cn = xt, [], []
     for layer in range(L):
         outs = []
@@ -73,7 +75,7 @@ def unrolled_rnn(
             b_ih = w.get("bias_ih" + s, torch.zeros(W_ih.shape[0], dtype=x.dtype))
             b_hh = w.get("bias_hh" + s, torch.zeros(W_ih.shape[0], dtype=x.dtype))
             h = _leaf(h0[layer * D + d])
-            c = _leaf(c0[layer * D + d]) if lstm else None
+            c: Any = _leaf(c0[layer * D + d]) if lstm else None
             seq_h, seq_c = [h], [c]
             for t in range(T) if d == 0 else range(T - 1, -1, -1):
                 a = inp[t] @ W_ih.T + b_ih  # (B, G)
@@ -124,7 +126,7 @@ def unrolled_model(
     model: nn.Module, x: Tensor, loss_fn: Callable[[Any], Tensor], h0: Any = None
 ) -> Reference:
     """Any bpttlab model; ``loss_fn`` gets ``(y, hs)``. Works on a deep copy of ``model``."""
-    m = copy.deepcopy(model)
+    m: Any = copy.deepcopy(model)
     if isinstance(m.core, nn.RNNBase):
         ref = unrolled_rnn(m.core, x, lambda out: loss_fn((m.head(out[0], x), out[0])), h0)
         ref.param_grads = {f"core.{n}": g for n, g in ref.param_grads.items()}
@@ -139,7 +141,7 @@ def unrolled_model(
     for layer in range(L):
         outs = []
         for d in range(D):
-            cell = core.cells[layer * D + d]
+            cell: Any = core.cells[layer * D + d]
             h = _leaf(h0[layer * D + d])
             seq = [h]  # processing order
             if m.name == "lru":  # complex recurrence, Orvieto et al. 2023 eq. 7

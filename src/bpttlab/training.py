@@ -18,6 +18,7 @@ stops the run without updating (``diverged_at_step=k``): it never raises.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -25,19 +26,36 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 
-from bpttlab._json import jsonable
-from bpttlab.models import CellStack, RecurrentModel
+from bpttlab._util import (
+    ConfigError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    is_int,
+    jsonable,
+)
+from bpttlab._util import progress as progress_bar
+from bpttlab.cells import CellStack
+from bpttlab.models import RecurrentModel
 from bpttlab.probe import gradient_profile
 from bpttlab.tasks import Batch, FixedBatch, Task
 
-__all__ = ["CLIPS", "DEVICES", "OPTIMIZERS", "TrainConfig", "TrainResult", "evaluate", "train"]
+__all__ = [
+    "CLIPS",
+    "DEVICES",
+    "OPTIMIZERS",
+    "TrainConfig",
+    "TrainResult",
+    "check_tbptt",
+    "evaluate",
+    "train",
+]
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
-CLIPS = ("none", "norm", "value")
+CLIPS = ("none", "norm", "variable-norm", "value")
 DEVICES = ("cpu", "cuda")
 # Held-out batches come from their own generator, seeded with seed ^ _EVAL_SEED (never = seed).
 # Not seed + 2**32: the CPU generator keeps only the low 32 bits of a seed.
@@ -45,21 +63,15 @@ _EVAL_SEED = 0x5EED5EED
 State = Tensor | tuple[Tensor, Tensor]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _positive_float(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. Every field is checked on construction (ValueError naming it).
 
-    ``clip``: "norm" rescales the gradient to total norm <= ``clip_threshold`` (Pascanu, Mikolov &
-    Bengio 2013, Algorithm 1; Keras ``clipnorm``), "value" clamps each entry to
-    ``[-clip_threshold, clip_threshold]`` (Keras ``clipvalue``). ``tbptt=k`` detaches the state
+    ``clip``: "norm" rescales the whole gradient to total norm <= ``clip_threshold`` (Pascanu,
+    Mikolov & Bengio 2013, Algorithm 1; PyTorch's ``clip_grad_norm_``, Keras's
+    ``global_clipnorm``); "variable-norm" rescales each parameter's gradient by its own norm
+    (Keras 3's ``clipnorm``); "value" clamps each entry to ``[-clip_threshold,
+    clip_threshold]`` (Keras's ``clipvalue``). ``tbptt=k`` detaches the state
     every k steps (truncated BPTT, Williams & Peng 1990). ``eval_every=None`` evaluates only at
     the end; ``fixed_batch`` trains on one batch throughout, as the lesson does.
     """
@@ -80,29 +92,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (("optimizer", OPTIMIZERS), ("clip", CLIPS), ("device", DEVICES)):
-            if getattr(self, name) not in allowed:
-                value = getattr(self, name)
-                raise ValueError(
-                    f"{name}={value!r} is not allowed: choose one of {', '.join(allowed)}"
-                )
-        for name in ("lr", "clip_threshold"):
-            if not _positive_float(getattr(self, name)):
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is not allowed: must be a finite float > 0"
-                )
-            object.__setattr__(self, name, float(getattr(self, name)))  # 1 and 1.0: one config
-        for name in ("steps", "batch_size", "eval_batches", "tbptt", "eval_every", "profile_every"):
+            check_choice(name, getattr(self, name), allowed)
+        for name in ("lr", "clip_threshold"):  # as floats: 1 and 1.0 make one config (one key)
+            object.__setattr__(self, name, check_float(name, getattr(self, name), low=0,
+                                                       low_open=True))  # fmt: skip
+        for name in ("steps", "batch_size", "eval_batches"):
+            check_int(name, getattr(self, name))
+        for name in ("tbptt", "eval_every", "profile_every"):
             value = getattr(self, name)
-            optional = name in ("tbptt", "eval_every", "profile_every")
-            if not (_is_int(value) and value >= 1) and not (optional and value is None):
-                what = "an int >= 1" + (" or None" if optional else "")
-                raise ValueError(f"{name}={value!r} is not allowed: must be {what}")
-        if not (_is_int(self.seed) and 0 <= self.seed < 2**32):
-            raise ValueError(f"seed={self.seed!r} is not allowed: must be an int in [0, 2**32)")
-        if not isinstance(self.fixed_batch, bool):
-            raise ValueError(
-                f"fixed_batch={self.fixed_batch!r} is not allowed: must be True or False"
-            )
+            if value is not None and not (is_int(value) and value >= 1):
+                raise ConfigError(name, value, "must be an int >= 1 or None")
+        check_int("seed", self.seed, 0, 2**32 - 1)
+        check_bool("fixed_batch", self.fixed_batch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,7 +169,7 @@ def _initial_state(model: RecurrentModel, batch_size: int, x: Tensor) -> State:
     return h0
 
 
-def _check_tbptt(model: nn.Module) -> None:
+def check_tbptt(model: nn.Module) -> None:
     """Truncation needs the full state between chunks: fused cores, or a one-layer CellStack."""
     core = getattr(model, "core", None)
     ok = isinstance(core, nn.RNNBase) and not core.bidirectional
@@ -198,7 +199,7 @@ def _forward(model: RecurrentModel, x: Tensor, h0: State, tbptt: int | None) -> 
             h = hs_c[:, -1].unsqueeze(0)  # (1, B, S): the one layer's last state
         chunks.append(hs_c)
         # truncated BPTT: carry the state forward, cut its gradient path back
-        h = tuple(s.detach() for s in h) if isinstance(h, tuple) else h.detach()
+        h = (h[0].detach(), h[1].detach()) if isinstance(h, tuple) else h.detach()
     return model.head(torch.cat(chunks, dim=1), x)  # (B, T, out); the head sees every step
 
 
@@ -252,13 +253,8 @@ def _to(batch: Batch, param: Tensor) -> Batch:
     return Batch(batch.x.to(param.dtype), batch.target, batch.index)
 
 
-def _progress(enabled: bool) -> Progress:
-    console = Console(stderr=True)  # stdout stays clean for --json
-    return Progress(
-        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
-        console=console, disable=not enabled or not console.is_terminal, transient=True,
-    )  # fmt: skip
+def _loss_of_output(task: Task, batch: Batch, out: tuple[Tensor, Tensor]) -> Tensor:
+    return task.loss(out[0], batch)
 
 
 # ---------------------------------------------------------------- the loop
@@ -284,7 +280,7 @@ def train(
     if config.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda is not available (no CUDA device found); use --device cpu")
     if config.tbptt is not None:
-        _check_tbptt(model)
+        check_tbptt(model)
     if config.fixed_batch or isinstance(task, FixedBatch):
         task = FixedBatch(task.task if isinstance(task, FixedBatch) else task)
     profile_fn = profile_fn or gradient_profile
@@ -306,14 +302,15 @@ def train(
         evals.append({"step": step, "accuracy": accuracy, "loss": loss})
 
     step = 0
-    with _progress(progress) as bar:
+    with progress_bar("train", progress, "loss") as bar:
         bar_task = bar.add_task("train", total=config.steps, loss="-")
         for step in range(config.steps):
             if config.eval_every and step % config.eval_every == 0:
                 record_eval(step)
             batch = _to(task.sample(config.batch_size, generator, split="train"), params[0])
             if config.profile_every and step % config.profile_every == 0:
-                prof = profile_fn(model, batch.x, lambda out, b=batch: task.loss(out[0], b))
+                loss_fn = functools.partial(_loss_of_output, task, batch)
+                prof: Any = profile_fn(model, batch.x, loss_fn)
                 norms = getattr(prof, "norms", prof)
                 profiles.append({"step": step, "norms": [float(v) for v in norms]})
 
@@ -335,6 +332,9 @@ def train(
 
             if config.clip == "norm":  # rescale g to norm <= threshold: against exploding gradients
                 torch.nn.utils.clip_grad_norm_(params, config.clip_threshold)
+            elif config.clip == "variable-norm":  # each parameter on its own, as Keras's clipnorm
+                for p in params:
+                    torch.nn.utils.clip_grad_norm_([p], config.clip_threshold)
             elif config.clip == "value":  # clamp every entry to [-threshold, threshold]
                 torch.nn.utils.clip_grad_value_(params, config.clip_threshold)
             log["clipped_grad_norm"].append(_grad_norm(params))

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bpttlab.models import CellStack, ElmanCell, LRUCell
+from bpttlab.cells import CellStack, ElmanCell, LRUCell
 from bpttlab.probe import Profile, gradient_profile
+from bpttlab.theory import MAX_DERIVATIVE
 
 __all__ = [
     "EXPLODE_RATIO",
@@ -46,7 +47,6 @@ VANISH_RATIO = 1e-3
 EXPLODE_RATIO = 1e3
 HORIZON_FRACTION = 1e-3
 FLOAT32_SMALLEST = 1.4e-45  # smallest positive (subnormal) float32
-_MAX_DERIVATIVE = {"tanh": 1.0, "relu": 1.0, "modrelu": 1.0, "sigmoid": 0.25}
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,11 @@ class Diagnosis:
 
 
 def _spectral_radius(W: Tensor) -> float:
-    return float(torch.linalg.eigvals(W.detach().to(torch.float64)).abs().max())
+    """rho(W); NaN for a matrix that is not finite (LAPACK must never see one: it may crash)."""
+    W = W.detach().to(torch.float64)
+    if not bool(torch.isfinite(W).all()):
+        return math.nan
+    return float(torch.linalg.eigvals(W).abs().max())
 
 
 @torch.no_grad()
@@ -118,7 +122,7 @@ def inspect_model(
             facts["forget_bias"] = float(torch.stack(pairs).mean()) if pairs else 0.0
         else:
             facts["kind"] = "gru"
-    cells = list(module.cells) if isinstance(module, CellStack) else []
+    cells: list[Any] = list(module.cells) if isinstance(module, CellStack) else []
     if cell is not None:
         cells = [cell] if isinstance(cell, nn.Module) else list(cell)
     if cells and all(isinstance(c, ElmanCell) for c in cells):
@@ -168,7 +172,8 @@ def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
 
     verdict, rate, ratio, T = d["verdict"], d["rate_per_step"], d["ratio"], d["T"]
     ev = {"ratio": ratio, "rate_per_step": rate, "factor_per_step": d["factor_per_step"]}
-    kind, rho, act = facts.get("kind"), facts.get("spectral_radius"), facts.get("activation")
+    kind, rho, act = str(facts.get("kind")), facts.get("spectral_radius"), facts.get("activation")
+    act = None if act is None else str(act)
     fb = facts.get("forget_bias")
     if verdict == "exploding":
         add(
@@ -194,7 +199,7 @@ def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
             **ev,
         )
     if verdict == "vanishing" and kind == "rnn" and rho is not None and rho < 1:
-        fmax = _MAX_DERIVATIVE.get(act or "", 1.0)
+        fmax = MAX_DERIVATIVE.get(act or "", 1.0)
         add(
             f"W_hh has spectral radius {rho:.3g} and {act}' <= {fmax:g}, so each step back "
             f"multiplies the gradient by about {rho * fmax:.3g} or less (measured "

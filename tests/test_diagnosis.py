@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 
@@ -11,11 +10,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bpttlab.diagnose import Diagnosis, diagnose, diagnose_profile
+import bpttlab.diagnosis as dg
+from bpttlab.diagnosis import Diagnosis, diagnose, diagnose_profile
 from bpttlab.models import build
 from bpttlab.probe import gradient_profile
-
-dg = importlib.import_module("bpttlab.diagnose")  # `bpttlab.diagnose` itself is the function
 
 B = 4
 

@@ -1,1 +1,0 @@
-"""Slow reference implementations, used by tests and benchmarks only."""
