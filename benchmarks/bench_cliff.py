@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from bpttlab.experiments import RUN_KIND, cliff  # noqa: E402
+from bpttlab.experiments import RUN_KIND, Budget, CliffConfig, cliff  # noqa: E402
 from bpttlab.store import Store  # noqa: E402
 from bpttlab.testing import lesson_train  # noqa: E402
 
@@ -58,7 +58,13 @@ def bpttlab_grid(args: dict[str, Any], workers: int) -> tuple[dict, float]:
     """``experiments.cliff`` into a fresh store: ({key: result}, wall seconds)."""
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "runs.db") as store:
         t0 = time.perf_counter()
-        cliff(**args, store=store, workers=workers)
+        config = CliffConfig(
+            archs=tuple(args["archs"]),
+            lengths=tuple(args["lengths"]),
+            seeds=tuple(args["seeds"]),
+            budget=Budget(steps=args["steps"]),
+        )
+        cliff(config, store=store, workers=workers)
         wall = time.perf_counter() - t0
         runs = {
             (r.config["arch"], r.config["length"], r.seed): r.result for r in store.runs(RUN_KIND)

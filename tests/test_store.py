@@ -64,8 +64,8 @@ def test_round_trip_of_a_whole_run(db: Store) -> None:
     assert got == dataclasses.replace(record, result=got.result)
     assert got.config == config and got.seed == 3 and got.status == "done"
     assert got.result["losses"] == [0.7, 0.5] and math.isnan(got.result["final"])
-    assert set(got.versions) == {"python", "torch", "numpy", "bpttlab"}
-    assert got.versions["bpttlab"] is not None and got.versions["python"].count(".") == 2
+    assert set(got.machine) == {"python", "torch", "numpy", "bpttlab"}  # no env: versions
+    assert got.machine["bpttlab"] is not None and got.machine["python"].count(".") == 2
     assert datetime.fromisoformat(got.started) <= datetime.fromisoformat(got.finished)
     assert db.get("train", {**config, "lr": 0.02}) is None
     assert db.get("train", config)["accuracy"] == 0.75
@@ -277,3 +277,76 @@ def test_concurrent_reader_sees_only_complete_runs_and_sigkill_loses_none(tmp_pa
         db.put("sweep", {"i": -1}, {"i": -1, "n": 1}, metrics={"loss": [0.0]}, profiles={0: [-1]})
     with closing(sqlite3.connect(path)) as raw:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_env_is_part_of_the_key_and_recorded_as_the_machine(db: Store) -> None:
+    here, there = {"cpu_capability": "AVX512"}, {"cpu_capability": "DEFAULT"}
+    db.put("run", {"x": 1}, {"acc": 1.0}, env=here)
+    assert db.finished("run", {"x": 1}, here).machine == here
+    assert db.finished("run", {"x": 1}, there) is None  # another machine's numbers: not mixed
+    assert db.finished("run", {"x": 1}) is None
+    assert (
+        run_key("run", {"x": 1}, here) != run_key("run", {"x": 1}) == run_key("run", {"x": 1}, {})
+    )
+
+
+def test_a_folder_a_foreign_file_and_a_newer_schema_are_refused_naming_db(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="db=.* is not allowed: is a folder"):
+        Store(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a database, just text " * 100)
+    with pytest.raises(ValueError, match="db=.*notes.txt.* is not a bpttlab store"):
+        Store(tmp_path / "notes.txt")
+    with closing(sqlite3.connect(tmp_path / "new.db")) as raw:
+        raw.execute("PRAGMA user_version=99")
+    with pytest.raises(ValueError, match="db=.*schema version 99.*upgrade bpttlab"):
+        Store(tmp_path / "new.db")
+
+
+def test_a_read_only_store_serves_its_runs_and_refuses_to_write(tmp_path: Path) -> None:
+    with Store(tmp_path / "runs.db") as db:
+        db.put("k", {"x": 1}, {"y": 2}, metrics={"loss": [1.0]})
+    with Store(tmp_path / "runs.db", read_only=True) as ro:
+        assert ro.read_only and ro.get("k", {"x": 1}) == {"y": 2}
+        assert ro.metrics(ro.runs()[0]) == {"loss": [(0, 1.0)]}
+        assert cached(ro, "k", {"x": 1}, lambda: 1 / 0) == {"y": 2}  # served, never computed
+        assert cached(ro, "k", {"x": 2}, lambda: {"y": 3}) == {"y": 3}  # computed, not stored
+        with pytest.raises(ValueError, match="db=.*is read-only"):
+            ro.put("k", {"x": 3}, {"y": 4})
+    assert Store(tmp_path / "runs.db").get("k", {"x": 2}) is None
+
+
+def test_an_unwritable_file_opens_read_only(tmp_path: Path, monkeypatch) -> None:
+    with Store(tmp_path / "runs.db") as db:
+        db.put("k", {"x": 1}, {"y": 2})
+    # a read-only file (or file system) as os.access reports it; root ignores chmod itself
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)
+    with Store(tmp_path / "runs.db") as ro:
+        assert ro.read_only and ro.get("k", {"x": 1}) == {"y": 2}
+    with pytest.raises(ValueError, match="db=.*does not exist and cannot be created"):
+        Store(tmp_path / "absent.db")
+
+
+def test_a_store_locked_by_another_program_is_named_not_a_traceback(tmp_path: Path) -> None:
+    Store(tmp_path / "runs.db").close()
+    locker = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:  # opening it (or, if it opened first, storing into it) names --db
+        with pytest.raises(ValueError, match="db=.*is locked by another program"):
+            with Store(tmp_path / "runs.db", timeout=0.2) as db:
+                db.put("k", {"x": 1}, {"y": 2})
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as raw:
+        raw.executescript(store_module._SCHEMA.replace("machine TEXT", "versions TEXT"))
+        raw.execute("INSERT INTO runs (key, kind, config, versions, seed, status, started, "
+                    "finished, result) VALUES (?, 'k', '{}', '{\"torch\": \"2\"}', NULL, 'done', "
+                    "'t', 't', '{\"y\": 1}')", (run_key("k", {}),))  # fmt: skip
+        raw.execute("PRAGMA user_version=1")
+        raw.commit()
+    with Store(path) as db:
+        assert db.get("k", {}) == {"y": 1} and db.runs()[0].machine == {"torch": "2"}

@@ -14,8 +14,8 @@ import pytest
 
 from bpttlab.experiments import RunConfig, train_run
 from bpttlab.store import RunOutput, Store
-from bpttlab.sweep import run_many
-from bpttlab.train import TrainConfig
+from bpttlab.sweep import RunFailed, SweepInterrupted, run_many
+from bpttlab.training import TrainConfig
 
 
 def square(config: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def test_results_equal_serial_results(tmp_path: Path, workers: int) -> None:
 def test_training_runs_in_workers_equal_serial_runs() -> None:
     """Real runs: bit-identical in a forked single-threaded worker and in this process."""
     train = TrainConfig(steps=4, batch_size=8, fixed_batch=True, eval_batches=1)
-    cs = [RunConfig(a, 6, train, hidden_size=4) for a in ("rnn", "lstm")]
+    cs = [RunConfig(arch=a, length=6, train=train, hidden_size=4) for a in ("rnn", "lstm")]
     parallel = run_many(train_run, cs, workers=2)
     serial = [train_run(c).result for c in cs]
     for p, s in zip(parallel, serial, strict=True):
@@ -86,11 +86,11 @@ def test_store_resume_and_force(tmp_path: Path, workers: int) -> None:
     assert sorted(stored[:6]) == [2, 3, 4, 5, 6, 7] and sorted(stored[6:]) == [0, 1]
 
 
-def test_store_keeps_metrics_profiles_and_versions(tmp_path: Path) -> None:
+def test_store_keeps_metrics_profiles_and_the_machine(tmp_path: Path) -> None:
     with Store(tmp_path / "runs.db") as store:
         run_many(with_metrics, [{"x": 1, "seed": 7}], store=store)
         (record,) = store.runs("with_metrics")
-        assert record.seed == 7 and record.versions["torch"]
+        assert record.seed == 7 and record.machine["torch"] and record.machine["cpu_capability"]
         assert store.metrics(record) == {"loss": [(0, 1.0), (1, 0.5)]}
         assert store.profiles(record) == {0: [2.0, 1.0]}
 
@@ -98,7 +98,7 @@ def test_store_keeps_metrics_profiles_and_versions(tmp_path: Path) -> None:
 def test_interrupt_keeps_finished_runs_serial(tmp_path: Path) -> None:
     log, store = tmp_path / "log", Store(tmp_path / "runs.db")
     stop_at(log, 3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SweepInterrupted, match="interrupted: kept 3 of 6 runs in .*runs.db"):
         run_many(square, configs(log), workers=1, store=store, kind="sq")
     assert [r.config["x"] for r in store.runs("sq")] == [0, 1, 2]
     log.unlink(), stop_at(log, None)
@@ -110,7 +110,7 @@ def test_interrupt_keeps_finished_runs_serial(tmp_path: Path) -> None:
 def test_interrupt_keeps_finished_runs_in_pool(tmp_path: Path) -> None:
     log, store = tmp_path / "log", Store(tmp_path / "runs.db")
     stop_at(log, 2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SweepInterrupted, match="interrupted: kept [0-7] of 8 runs"):
         run_many(square, configs(log, n=8), workers=2, store=store, kind="sq")
     kept = {r.config["x"]: r.result for r in store.runs("sq")}
     assert 2 not in kept and all(v == {"x": x, "square": x * x} for x, v in kept.items())
@@ -119,12 +119,21 @@ def test_interrupt_keeps_finished_runs_in_pool(tmp_path: Path) -> None:
     assert calls(log) == sorted(set(range(8)) - set(kept))
 
 
-def test_failed_run_raises_after_storing_the_others(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_run_is_stored_as_failed_and_the_sweep_goes_on(tmp_path: Path, workers) -> None:
     log, store = tmp_path / "log", Store(tmp_path / "runs.db")
     stop_at(log, 4, suffix=".fail")
-    with pytest.raises(RuntimeError, match="run 4 failed"):
-        run_many(square, configs(log), workers=1, store=store, kind="sq")
-    assert len(store.runs("sq")) == 4
+    with pytest.raises(RunFailed, match=r"1 of 6 runs failed.*run 4: RuntimeError: run 4 failed"):
+        run_many(square, configs(log), workers=workers, store=store, kind="sq")
+    status = {r.config["x"]: (r.status, r.result) for r in store.runs("sq")}
+    assert calls(log) == list(range(6)) and status[4][0] == "failed"
+    assert "run 4 failed" in status[4][1]["error"] and "Traceback" in status[4][1]["traceback"]
+    assert all(status[x] == ("done", {"x": x, "square": x * x}) for x in (0, 1, 2, 3, 5))
+    stop_at(log, None, suffix=".fail")
+    log.unlink()
+    assert run_many(square, configs(log), workers=workers, store=store, kind="sq")[4] == {
+        "x": 4, "square": 16}  # fmt: skip
+    assert calls(log) == [4]  # the rerun retries only the failed run
 
 
 def test_no_store_no_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,81 +1,96 @@
-"""Run one function over many configs: a local process pool, one writer into the store, resumable.
+"""Run one function over many configs: a process pool or Ray, one writer into the store, resumable.
 
-``run_many(fn, configs, store=store, kind="train")`` returns ``[fn(c) for c in configs]``, but
+``run_many(fn, configs, store=store, kind="run")`` returns ``[fn(c) for c in configs]``, but
 
-- skips every config whose run the store already holds (``kind`` + config -> key, ``store.py``),
-  so a sweep that was interrupted resumes where it stopped, and a finished one costs nothing;
+- skips every config whose run the store already holds (``kind`` + config + this machine's
+  fingerprint -> key, ``store.py``), so an interrupted sweep resumes where it stopped and a
+  finished one costs nothing;
 - runs the rest in a ``concurrent.futures.ProcessPoolExecutor`` of ``workers`` processes, each
   with ``torch.set_num_threads(1)`` (at the sizes this lab trains, one thread per run and one run
-  per core beats several threads per run: no barrier spinning, no oversubscription);
-- writes each finished run from the parent, in one transaction (``Store.put``), so SQLite
-  never sees two writers and a kill at any point loses only the runs still in flight;
-- on KeyboardInterrupt (or a run that raises) cancels what has not started, lets the runs in
-  flight end, stores every run that finished, and re-raises.
+  per core beats several threads per run), or as Ray tasks (``executor="ray"``);
+- writes each finished run from this process, in one transaction (``Store.put``), so SQLite
+  never sees two writers and a kill at any point loses only the runs in flight;
+- records a run that raises as "failed" with its error and goes on; after the sweep it raises
+  ``RunFailed`` naming them (the rerun retries only those);
+- on Ctrl-C or SIGTERM stops the workers at once, keeps every finished run and raises
+  ``SweepInterrupted`` (a KeyboardInterrupt) saying how many were kept. Workers die with this
+  process even when it is killed outright (Linux: ``PR_SET_PDEATHSIG``).
 
-``fn`` must be picklable (a module-level function) and return JSON data or a ``RunOutput``
-(result plus per-step metrics and profiles). Workers are forked on Linux (spawned elsewhere).
-
-``executor="ray"`` is reserved for a Ray cluster (DESIGN.md, "Scale"); it is not implemented
-yet and says so, after telling a user without Ray how to install it.
+``fn`` must be picklable (a module-level function) and return JSON data or a ``RunOutput``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+from bpttlab._util import ConfigError, check_choice, check_int, now
+from bpttlab._util import progress as progress_bar
 from bpttlab.store import RunOutput, Store
 
-__all__ = ["EXECUTORS", "run_many"]
+__all__ = ["EXECUTORS", "RunFailed", "SweepInterrupted", "run_many"]
 
 EXECUTORS = ("local", "ray")
-_RAY_MISSING = "executor='ray' needs the ray extra: pip install 'bpttlab[ray]'"
+RAY_MISSING = "--executor ray needs the ray extra: pip install 'bpttlab[ray]'"
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a sweep; ``str()`` says what was kept."""
+
+
+class RunFailed(RuntimeError):
+    """Some runs raised; they are stored as "failed" with their errors and rerun next time."""
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            return
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(1)
 
 
 def _init_worker() -> None:
-    """Pool initializer: one intra-op thread per worker process."""
+    """Pool initializer: one intra-op thread, dies with the parent, leaves Ctrl-C to it."""
     import torch
 
     torch.set_num_threads(1)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the sweep
+    _die_with_parent()
 
 
 def _call(fn: Callable[[Any], Any], config: Any) -> tuple[str, Any]:
-    """Run ``fn(config)`` and return (start time, output); executed in the worker."""
-    started = _now()
-    return started, fn(config)
+    """Run ``fn(config)``; return (start time, output) or (start time, ``RunOutput`` of status
+    "failed" carrying the error). Executed in the worker."""
+    started = now()
+    try:
+        return started, fn(config)
+    except Exception as error:  # a bad run must not stop the sweep: it is recorded instead
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        detail = {"error": text, "traceback": traceback.format_exc(limit=20)}
+        return started, RunOutput(detail, status="failed")
 
 
 def _check(executor: str, workers: int | None) -> None:
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor={executor!r} is not allowed: choose one of local, ray")
-    is_count = isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1
-    if workers is not None and not is_count:
-        raise ValueError(f"workers={workers!r} is not allowed: must be an int >= 1 or None")
+    check_choice("executor", executor, EXECUTORS)
+    if workers is not None:
+        check_int("workers", workers)
     if executor == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
-            raise ValueError(_RAY_MISSING) from None
-        raise NotImplementedError("executor='ray' is not implemented yet; use executor='local'")
-
-
-def _progress(enabled: bool) -> Progress:
-    console = Console(stderr=True)  # stdout stays clean for --json
-    return Progress(
-        TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=not enabled or not console.is_terminal, transient=True,
-    )  # fmt: skip
+            raise ConfigError("executor", executor, RAY_MISSING) from None
 
 
 def run_many(
@@ -87,54 +102,92 @@ def run_many(
     kind: str | None = None,
     force: bool = False,
     progress: bool = False,
+    address: str | None = None,
+    env: Mapping[str, Any] | None = None,
 ) -> list[Any]:
     """``fn(config)`` for every config, in the order of ``configs``.
 
     Arguments:
         fn: module-level function ``config -> result`` (JSON data) or ``-> RunOutput``.
         configs: JSON-able configs (dicts or dataclasses with ``to_dict``); they are the keys.
-        executor: "local" (process pool on this machine) or "ray" (not implemented yet).
-        workers: processes; None means ``os.cpu_count()``. With 1 worker, or one run left to do,
-            runs happen in this process (no pool).
+        executor: "local" (process pool on this machine) or "ray" (``address``: "auto",
+            "HOST:PORT", or None for ``$RAY_ADDRESS`` or a local instance).
+        workers: processes (local) or runs in flight (Ray); None: ``os.cpu_count()``. With one
+            worker, or one run to do, runs happen in this process (local).
         store: where results are looked up and written; None keeps nothing.
         kind: the store's run kind; default ``fn.__name__``.
         force: recompute and replace runs the store already has.
-        progress: a rich progress bar on stderr (only when stderr is a terminal).
+        progress: a rich progress bar on stderr (when stderr is a terminal); it counts
+            finished runs, cached ones included.
+        env: the machine's fingerprint in every key; default ``environment.fingerprint()``
+            when there is a store.
 
     Returns:
         One result per config. With a store, each is the result as stored (decoded JSON),
         whether computed now or before; without one, ``fn``'s result (``RunOutput.result``).
     Raises:
-        KeyboardInterrupt, or the first exception of a run, after storing every finished run.
+        RunFailed: after the sweep, if any run raised (each is stored as "failed").
+        SweepInterrupted: on Ctrl-C or SIGTERM, after storing every finished run.
     """
     _check(executor, workers)
     kind = kind or fn.__name__
+    if store is not None and env is None:
+        from bpttlab.environment import fingerprint
+
+        env = fingerprint()
     results: list[Any] = [None] * len(configs)
     todo: list[int] = []
     for i, config in enumerate(configs):
-        found = None if store is None or force else store.finished(kind, config)
+        found = None if store is None or force else store.finished(kind, config, env)
         if found is not None:
             results[i] = found.result
         else:
             todo.append(i)
+    failed: list[tuple[int, str]] = []
+    stored = [0]
 
     def finish(i: int, started: str, out: Any) -> None:
-        if store is None:
-            results[i] = out.result if isinstance(out, RunOutput) else out
-            return
-        # one transaction: the run is stored whole or not at all
-        results[i] = store.put_output(kind, configs[i], out, started).result
+        if isinstance(out, RunOutput) and out.status == "failed":
+            failed.append((i, out.result["error"]))
+        if store is not None and not store.read_only:
+            # one transaction: the run is stored whole or not at all
+            results[i] = store.put_output(kind, configs[i], out, started, env).result
+            stored[0] += 1
+        else:
+            results[i] = _json_result(out)
 
     workers = workers or os.cpu_count() or 1
-    with _progress(progress) as bar:
-        bar_task = bar.add_task("runs", total=len(configs), completed=len(configs) - len(todo))
-        if workers == 1 or len(todo) <= 1:
-            for i in todo:
-                finish(i, *_call(fn, configs[i]))
-                bar.advance(bar_task)
-        else:
-            _pool(fn, configs, todo, min(workers, len(todo)), finish, lambda: bar.advance(bar_task))
+    with progress_bar("runs", progress) as bar:
+        task = bar.add_task("runs", total=len(configs), completed=len(configs) - len(todo))
+
+        def done(i: int, started: str, out: Any) -> None:
+            finish(i, started, out)
+            bar.advance(task)
+
+        try:
+            if executor == "ray":
+                from bpttlab._ray import run_on_ray
+
+                run_on_ray(fn, configs, todo, workers, address, done)
+            elif workers == 1 or len(todo) <= 1:
+                for i in todo:
+                    done(i, *_call(fn, configs[i]))
+            else:
+                _pool(fn, configs, todo, min(workers, len(todo)), done)
+        except KeyboardInterrupt:
+            where = f" in {store.path}" if store is not None else ""
+            kept = f"kept {len(configs) - len(todo) + stored[0]} of {len(configs)} runs{where}"
+            raise SweepInterrupted(f"interrupted: {kept}; the same command resumes") from None
+    if failed:
+        i, error = failed[0]
+        raise RunFailed(f"{len(failed)} of {len(configs)} runs failed (stored as failed; a rerun "
+                        f"retries them); the first, run {i}: {error}")  # fmt: skip
     return results
+
+
+def _json_result(out: Any) -> Any:
+    """What a store would give back for ``out``, without a store."""
+    return out.result if isinstance(out, RunOutput) else out
 
 
 def _pool(
@@ -142,28 +195,18 @@ def _pool(
     configs: Sequence[Any],
     todo: list[int],
     workers: int,
-    finish: Callable[[int, str, Any], None],
-    advance: Callable[[], None],
+    done: Callable[[int, str, Any], None],
 ) -> None:
-    """Run ``todo`` in a process pool; ``finish`` each result in this (the writer) process."""
+    """Run ``todo`` in a process pool; ``done`` each result in this (the writer) process."""
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     pool = cf.ProcessPoolExecutor(workers, mp.get_context(method), initializer=_init_worker)
     futures = {pool.submit(_call, fn, configs[i]): i for i in todo}
-    stored: set[cf.Future] = set()
     try:
         for future in cf.as_completed(futures):
-            finish(futures[future], *future.result())
-            stored.add(future)
-            advance()
-    except BaseException:  # Ctrl-C or a failed run: cancel what has not started, keep the rest
-        for future in futures:
-            future.cancel()
-        # Runs already handed to a worker finish first (on Ctrl-C the workers got SIGINT too and
-        # stop at once; a second Ctrl-C abandons the wait) and are kept if they succeeded.
-        pool.shutdown(wait=True)
-        for future, i in futures.items():
-            done = future.done() and not future.cancelled() and future not in stored
-            if done and future.exception() is None:
-                finish(i, *future.result())
+            done(futures[future], *future.result())
+    except BaseException:  # Ctrl-C, SIGTERM or a dead worker: stop now, keep what finished
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in mp.active_children():
+            child.terminate()
         raise
     pool.shutdown()

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dynamics, plots, theory
-from ._json import dumps
+from bpttlab import dynamics, theory
+from bpttlab._util import dumps
+from bpttlab.views import plots
 
 __all__ = ["run_tour"]
 

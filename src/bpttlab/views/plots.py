@@ -102,7 +102,9 @@ def plot_lyapunov(sweep: list[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_profile(norms: np.ndarray, path: str | Path, title: str = "gradient profile") -> Path:
+def plot_profile(
+    norms: np.ndarray | list[float], path: str | Path, title: str = "gradient profile"
+) -> Path:
     """||dL/dh_t|| against t on a log scale (float64 norms; zeros drawn as gaps)."""
     norms = np.asarray(norms, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))

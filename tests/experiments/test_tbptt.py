@@ -1,0 +1,25 @@
+"""tbptt_sweep(): one series per window, T50 per window, the budget stated."""
+
+from __future__ import annotations
+
+import pytest
+
+from bpttlab.experiments import TbpttConfig, tbptt_sweep
+
+from .conftest import TINY_BUDGET, strict_json
+
+
+def test_tbptt_sweep_shape() -> None:
+    budget = TINY_BUDGET.replace(task="latch:noise=0.1", fixed_batch=False)
+    config = TbpttConfig(windows=(2, 4), lengths=(2, 5), seeds=(0,), budget=budget)
+    doc = tbptt_sweep(config, workers=1).to_dict()
+    assert strict_json(doc) == doc
+    assert [(r["window"], r["length"]) for r in doc["rows"]] == [(2, 2), (2, 5), (4, 2), (4, 5)]
+    assert set(doc["longest_learned"]) == set(doc["t50"]) == {"2", "4"}
+    assert doc["budget"]["arch"] == "rnn"
+    assert (doc["budget"]["task"], doc["budget"]["task_options"]) == ("latch", {"noise": 0.1})
+
+
+def test_a_model_that_cannot_truncate_is_refused_before_training() -> None:
+    with pytest.raises(ValueError, match="tbptt is not supported for model 'skip-rnn'"):
+        TbpttConfig(arch="skip-rnn")
