@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bpttlab.diagnose import diagnose
+from bpttlab.diagnosis import diagnose
 
 
 class MinimalGatedCell(nn.Module):

@@ -1,7 +1,5 @@
 """``python -m bpttlab``: the same as the ``bpttlab`` command."""
 
-import sys
+from bpttlab._entry import run
 
-from .cli import main
-
-sys.exit(main())
+run()

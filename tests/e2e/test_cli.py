@@ -267,9 +267,7 @@ def test_arch_specs_with_several_options_survive_the_list_convention(capsys, tmp
 @pytest.mark.parametrize("name,why", [("softmax", "elementwise"), ("dropout", "deterministic")])
 def test_budget_refuses_non_elementwise_or_random_functions(capsys, name, why):
     line = run_error(capsys, "budget", "--activations", name)
-    assert "--activations" in line
-    with pytest.raises(ValueError, match=why):
-        theory.activation_derivative(name, [0.0, 1.0])
+    assert "--activations" in line and why in line
 
 
 def test_spectrum_fate_counts_the_activation(capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpttlab import experiments, runs
+from bpttlab.experiments import Budget, CliffConfig, _runs, cliff
 from bpttlab.store import Store
 
 from .test_cli import run_error, run_json
@@ -20,24 +20,26 @@ def test_cliff_json_shape_and_equals_the_library(capsys, tmp_path):
             "6", "--seeds", "2", "--steps", "15", "--hidden", "8", "--batch", "16",
             "--workers", "1", "--plot", str(tmp_path / "c.png")]  # fmt: skip
     doc = run_json(capsys, *args)
-    assert {"rows", "cliffs", "budget"} <= set(doc)
-    assert set(doc["cliffs"]) == {"rnn", "lstm:forget_bias=one"}
+    assert {"rows", "cliffs", "t50", "budget"} <= set(doc)
+    assert set(doc["cliffs"]) == set(doc["t50"]) == {"rnn", "lstm:forget_bias=one"}
     row = doc["rows"][0]
-    assert {"arch", "length", "accuracy_mean", "accuracy_min", "accuracy_max",
-            "success_rate"} <= set(row)  # fmt: skip
+    assert {"arch", "length", "accuracy_mean", "accuracy_min", "accuracy_max", "success_rate",
+            "success_low", "success_high", "accuracy_low", "accuracy_high"} <= set(row)  # fmt: skip
+    assert set(doc["t50"]["rnn"]) >= {"estimate", "low", "high", "status"}
     assert doc["budget"]["steps"] == 15 and doc["budget"]["seeds"] == [0, 1]
     assert (tmp_path / "c.png").stat().st_size > 1000
+    config = CliffConfig(archs=("rnn", "lstm:forget_bias=one"), lengths=(3, 6), seeds=(0, 1),
+                         budget=Budget(steps=15, hidden_size=8, batch_size=16))  # fmt: skip
     with Store(tmp_path / "other.db") as store:
-        ref = experiments.cliff(["rnn", "lstm:forget_bias=one"], [3, 6], [0, 1], 15,
-                                hidden_size=8, batch_size=16, store=store, workers=1)  # fmt: skip
-    assert [r["accuracy_mean"] for r in doc["rows"]] == [r["accuracy_mean"] for r in ref["rows"]]
+        ref = cliff(config, store=store, workers=1).to_dict()
+    assert doc["rows"] == ref["rows"] and doc["t50"] == ref["t50"]
 
 
 def test_cliff_second_call_reads_the_store(capsys, tmp_path, monkeypatch):
     args = ["cliff", *_db(tmp_path), "--archs", "rnn", "--lengths", "4", "--seeds", "1",
             "--steps", "5", "--hidden", "4", "--batch", "8", "--workers", "1"]  # fmt: skip
     first = run_json(capsys, *args)
-    monkeypatch.setattr(runs, "train_run", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(_runs, "train_run", lambda *a, **k: pytest.fail("retrained"))
     assert run_json(capsys, *args) == first
 
 
@@ -47,8 +49,15 @@ def test_duel_json_has_results_and_claims(capsys, tmp_path):
     assert [r["arch"] for r in doc["results"]] == ["rnn", "lstm"]
     for r in doc["results"]:
         assert {"arch", "seed", "accuracy", "grad_h0_init", "grad_h0_final"} <= set(r)
-    # claims are checked only on the lesson's exact setup; overridden, none are judged
-    assert doc["claims"] == [] and "exact setup" in doc["claims_note"]
+    # claims are checked only on the lesson's setup; overridden, none are judged
+    assert doc["claims"] == [] and "lesson's setup" in doc["claims_note"]
+    assert set(doc["summary"]) == {"rnn", "lstm"}
+
+
+def test_duel_takes_the_optimizer_and_lr(capsys, tmp_path):
+    doc = run_json(capsys, "duel", *_db(tmp_path), "--length", "4", "--steps", "3", "--seeds",
+                   "1", "--workers", "1", "--optimizer", "sgd", "--lr", "0.5")  # fmt: skip
+    assert (doc["budget"]["optimizer"], doc["budget"]["lr"]) == ("sgd", 0.5)
 
 
 def test_decay_vs_length_json(capsys, tmp_path):
@@ -67,35 +76,42 @@ def test_decay_vs_length_json(capsys, tmp_path):
         str(tmp_path / "d.png"),
     )
     assert [(r["radius"], r["length"]) for r in doc["rows"]] == [(0.9, 5), (0.9, 10)]
-    assert all(0 < r["ratio"] for r in doc["rows"])
+    assert all(0 < r["ratio_min"] <= r["ratio"] <= r["ratio_max"] for r in doc["rows"])
+    assert all(r["seeds"] == 5 for r in doc["rows"])
     assert (tmp_path / "d.png").exists()
 
 
 def test_clipping_json(capsys, tmp_path):
-    doc = run_json(capsys, "clipping", *_db(tmp_path), "--steps", "10", "--workers", "1")
-    by_case = {(r["case"], r["clip"]): r for r in doc["runs"]}
-    assert set(by_case) == {
-        (c, k) for c in ("exploding", "vanishing") for k in ("none", "norm", "value")
-    }
-    assert by_case[("exploding", "none")]["diverged"] is True
-    assert by_case[("exploding", "norm")]["diverged"] is False
+    doc = run_json(capsys, "clipping", *_db(tmp_path), "--steps", "10", "--workers", "1",
+                   "--seeds", "2")  # fmt: skip
+    by_case = {(r["case"], r["clip"]): r for r in doc["rows"]}
+    clips = ("none", "norm", "variable-norm", "value")
+    assert set(by_case) == {(c, k) for c in ("exploding", "vanishing") for k in clips}
+    assert by_case[("exploding", "none")]["diverged"] == 2
+    assert by_case[("exploding", "norm")]["diverged"] == 0
 
 
 def test_tbptt_json(capsys, tmp_path):
     doc = run_json(capsys, "tbptt", *_db(tmp_path), "--windows", "2", "--lengths", "3", "5",
                    "--steps", "5", "--seeds", "1", "--workers", "1")  # fmt: skip
-    assert set(doc["longest_learned"]) == {"2"}
+    assert set(doc["longest_learned"]) == set(doc["t50"]) == {"2"}
     assert {r["window"] for r in doc["rows"]} == {2}
 
 
 @pytest.mark.parametrize(
     "args,named",
     [
-        (["cliff", "--archs", "rnn", "transformer"], "arch"),
+        (["cliff", "--archs", "rnn", "transformer"], "--archs"),
+        (["cliff", "--optimizer", "lbfgs"], "--optimizer"),
+        (["cliff", "--steps", "0"], "--steps"),
+        (["cliff", "--executor", "dask"], "--executor"),
+        (["cliff", "--address", "auto"], "--address"),
+        (["duel", "--optimizer", "lbfgs"], "--optimizer"),
+        (["duel", "--lr", "-1"], "--lr"),
         (["cliff", "--lengths", "0"], "--lengths"),
         (["cliff", "--seeds", "0"], "--seeds"),
         (["cliff", "--workers", "0"], "--workers"),
-        (["cliff", "--task", "sorting"], "task"),
+        (["cliff", "--task", "sorting"], "--task"),
         (["cliff", "--task", "adding", "--lengths", "3", "10"], "--lengths"),
         (["cliff", "--task", "digits", "--lengths", "20"], "--lengths"),
         (["duel", "--preset", "book"], "--preset"),

@@ -1,0 +1,112 @@
+"""The ``bpttlab`` command line (typer + rich): the app, built in one direction.
+
+Each command module (``theory``, ``lab``, ``experiments``, ``audit``, ``tour``) imports only
+``_common`` and lists its commands in ``COMMANDS``; this module registers them all on ``app``, so
+``bpttlab.cli.app`` is complete whatever is imported first. Commands import the library (and
+torch) inside their bodies, so ``bpttlab --help`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import typer
+
+from bpttlab import __version__
+from bpttlab._util import ConfigError
+from bpttlab.cli import audit, experiments, lab, theory, tour
+from bpttlab.cli._common import join_list_options, option_of
+from bpttlab.sweep import RunFailed
+
+__all__ = ["app", "main"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"bpttlab {__version__}\n")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="bpttlab: gradient flow through time in recurrent networks (vanishing/exploding).",
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """bpttlab: gradient flow through time in recurrent networks (vanishing/exploding)."""
+
+
+for _module in (theory, lab, experiments, audit, tour):
+    for _name, _command in _module.COMMANDS.items():
+        app.command(_name)(_command)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped (rich would wrap at the terminal's width)."""
+    sys.stderr.write("bpttlab: error: " + " ".join(message.split()) + "\n")
+
+
+_TERMINATED: list[int] = []
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends a command as Ctrl-C does: sweeps stop their workers and keep their runs."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: one-line errors, exit 2 for usage errors, never a traceback."""
+    args = join_list_options(list(sys.argv[1:] if argv is None else argv))
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        rv = app(args=args, prog_name="bpttlab", standalone_mode=False)
+    except KeyboardInterrupt as interrupt:
+        _error(str(interrupt) or "interrupted; finished runs are kept in the store")
+        return 143 if _TERMINATED else 130
+    except typer.Abort:
+        _error("interrupted; finished runs are kept in the store")
+        return 130
+    except typer.Exit as done:
+        return done.exit_code
+    except typer.TyperException as e:  # usage errors: bad option, bad value, missing argument
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see 'bpttlab {ctx.info_name} --help')" if ctx and ctx.parent else ""
+        _error(f"{e.format_message()}{hint}")
+        return getattr(e, "exit_code", 2)
+    except ConfigError as e:  # a value the library refused, outside any command's own map
+        _error(f"Invalid value for '{option_of(e.field)}': {e.value!r} is not allowed: "
+               f"{e.allowed}")  # fmt: skip
+        return 2
+    except (ValueError, OSError) as e:  # bad input found by the library itself (or the disk)
+        if os.environ.get("BPTTLAB_DEBUG"):
+            raise
+        _error(str(e))
+        return 2
+    except RunFailed as e:  # runs that raised: stored as failed, retried by the next call
+        _error(str(e))
+        return 1
+    except MemoryError:
+        _error("out of memory: give smaller sizes (--hidden, --length, --batch)")
+        return 1
+    except Exception as e:  # a bug of ours: one line, the traceback only when asked for
+        if os.environ.get("BPTTLAB_DEBUG"):
+            raise
+        _error(f"internal error: {type(e).__name__}: {e} (BPTTLAB_DEBUG=1 shows the traceback; "
+               "please report it)")  # fmt: skip
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return rv if isinstance(rv, int) else 0
