@@ -35,7 +35,7 @@ from bpttlab._util import ConfigError, check_choice, check_int, now
 from bpttlab._util import progress as progress_bar
 from bpttlab.store import RunOutput, Store
 
-__all__ = ["EXECUTORS", "RunFailed", "SweepInterrupted", "run_many"]
+__all__ = ["EXECUTORS", "RunFailed", "SweepInterrupted", "call_run", "run_many"]
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'bpttlab[ray]'"
@@ -70,9 +70,9 @@ def _init_worker() -> None:
     _die_with_parent()
 
 
-def _call(fn: Callable[[Any], Any], config: Any) -> tuple[str, Any]:
+def call_run(fn: Callable[[Any], Any], config: Any) -> tuple[str, Any]:
     """Run ``fn(config)``; return (start time, output) or (start time, ``RunOutput`` of status
-    "failed" carrying the error). Executed in the worker."""
+    "failed" carrying the error). Executed in the worker (a pool process or a Ray task)."""
     started = now()
     try:
         return started, fn(config)
@@ -112,8 +112,9 @@ def run_many(
         configs: JSON-able configs (dicts or dataclasses with ``to_dict``); they are the keys.
         executor: "local" (process pool on this machine) or "ray" (``address``: "auto",
             "HOST:PORT", or None for ``$RAY_ADDRESS`` or a local instance).
-        workers: processes (local) or runs in flight (Ray); None: ``os.cpu_count()``. With one
-            worker, or one run to do, runs happen in this process (local).
+        workers: processes (local), or the CPUs of the local Ray instance it starts (a running
+            cluster brings its own); None: ``os.cpu_count()``. With one worker, or one run to
+            do, runs happen in this process (local).
         store: where results are looked up and written; None keeps nothing.
         kind: the store's run kind; default ``fn.__name__``.
         force: recompute and replace runs the store already has.
@@ -171,7 +172,7 @@ def run_many(
                 run_on_ray(fn, configs, todo, workers, address, done)
             elif workers == 1 or len(todo) <= 1:
                 for i in todo:
-                    done(i, *_call(fn, configs[i]))
+                    done(i, *call_run(fn, configs[i]))
             else:
                 _pool(fn, configs, todo, min(workers, len(todo)), done)
         except KeyboardInterrupt:
@@ -200,7 +201,7 @@ def _pool(
     """Run ``todo`` in a process pool; ``done`` each result in this (the writer) process."""
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     pool = cf.ProcessPoolExecutor(workers, mp.get_context(method), initializer=_init_worker)
-    futures = {pool.submit(_call, fn, configs[i]): i for i in todo}
+    futures = {pool.submit(call_run, fn, configs[i]): i for i in todo}
     try:
         for future in cf.as_completed(futures):
             done(futures[future], *future.result())
