@@ -82,6 +82,10 @@ class CellProbe:
         self.steps.append(probes)
         return probed
 
+    def reached(self) -> bool:
+        """Whether a backward has put a gradient on any of this cell's probes."""
+        return any(p.grad is not None for p in [*(self.initial or []), *sum(self.steps, [])])
+
     def assemble(self) -> tuple[Tensor, Tensor | None]:
         if not self.steps:
             raise ValueError("the probed cell was never called")

@@ -1,7 +1,8 @@
-"""The fused path of ``probe.gradient_profile``: nn.RNN/nn.LSTM through their kernels with a
-zero probe beside the input, and the exact unrolled path (GRU; RNN and LSTM on request).
+"""The nn.RNN/LSTM/GRU paths of ``probe.gradient_profile``: the fused kernels with a zero probe
+beside the input, the exact unrolled loop, and the replay of the untouched kernel
+(``_probe_replay.py``).
 
-See ``probe.py`` for the method and the indexing; the names here are re-exported nowhere.
+See ``probe.py`` for the methods and the indexing; the names here are re-exported nowhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
+
+from bpttlab._probe_replay import ReplayInputs, replay
 
 __all__ = [
     "FusedProbe",
@@ -80,20 +83,30 @@ def lstm_step(
 
 # ---------------------------------------------------------------- fused modules
 class FusedProbe:
-    """Stands in for ``module.forward`` during one call; records the probes of every layer."""
+    """Stands in for ``module.forward`` during one call; records the probes of every layer.
 
-    def __init__(self, module: nn.RNNBase, method: str) -> None:
-        mode = module.mode
-        if method == "auto":
-            method = "unrolled" if mode == "GRU" else "fused"
-        if method == "fused" and mode == "GRU":
+    ``choose(module, x)``, called at the forward when ``method="auto"``, returns the method to
+    use for that input (``probe.py``'s cost model)."""
+
+    def __init__(
+        self,
+        module: nn.RNNBase,
+        method: str,
+        choose: Callable[[nn.RNNBase, Tensor], str] | None = None,
+    ) -> None:
+        if method == "fused" and module.mode == "GRU":
             raise ValueError(
                 "method='fused' is not exact for nn.GRU (r_t multiplies W_hn h_{t-1} inside the "
-                "kernel); use method='unrolled' or 'auto'"
+                "kernel); use method='unrolled', 'replay' or 'auto'"
             )
-        self.module, self.method, self.calls = module, method, 0
+        self.module, self.method, self.calls, self.choose = module, method, 0, choose
         self.L, self.D = module.num_layers, 2 if module.bidirectional else 1
         self.slots: dict[tuple[int, int], Callable[[], tuple[Tensor, Tensor | None]]] = {}
+        self.leaves: list[Tensor] = []  # tensors whose .grad shows that a backward reached us
+
+    def reached(self) -> bool:
+        """Whether a backward has put a gradient on any probe since the forward."""
+        return any(t.grad is not None for t in self.leaves)
 
     def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
         m, lstm = self.module, self.module.mode == "LSTM"
@@ -115,7 +128,11 @@ class FusedProbe:
             c0 = x.new_zeros(L * D, B, H) if lstm else None
         elif not batched:
             h0, c0 = h0.unsqueeze(1), (c0.unsqueeze(1) if c0 is not None else None)
-        run = self._fused_layer if self.method == "fused" else self._unrolled_layer
+        if self.method == "auto":
+            assert self.choose is not None
+            self.method = self.choose(m, x)
+        run = {"fused": self._fused_layer, "unrolled": self._unrolled_layer,
+               "replay": self._replay_layer}[self.method]  # fmt: skip
         inp, hn, cn = x, [], []
         for layer in range(L):
             s = slice(layer * D, (layer + 1) * D)
@@ -188,9 +205,59 @@ class FusedProbe:
                 out, h_n = fn(xin, h0, flat, *args)  # (T, B, D*Hout), (D, B, Hout)
         out.retain_grad()
         h_n.retain_grad()
+        self.leaves.append(P)
         for d in range(D):
             self.slots[(layer, d)] = functools.partial(self._assemble_fused, P, out, h_n, d)
         return out, h_n, c_n
+
+    def _replay_layer(self, layer: int, inp: Tensor, h0: Tensor, c0: Tensor | None) -> tuple:
+        """The layer's own kernel call, as ``module.forward`` makes it (one layer at a time, both
+        directions in one call); the outputs keep their gradients for ``_probe_replay``."""
+        m, D = self.module, self.D
+        weights = [layer_weights(m, layer, d) for d in range(D)]
+        flat = [t for w in weights for t in w.flat(w.w_ih)]
+        args = (m.bias, 1, 0.0, m.training, D == 2, False)
+        c_n = None
+        if m.mode == "LSTM":
+            assert c0 is not None
+            out, h_n, c_n = _VF.lstm(inp, (h0, c0), flat, *args)
+        else:
+            fn = {"RNN_TANH": _VF.rnn_tanh, "RNN_RELU": _VF.rnn_relu, "GRU": _VF.gru}[m.mode]
+            out, h_n = fn(inp, h0, flat, *args)  # (T, B, D*Hout), (D, B, Hout)
+        kept = [t for t in (out, h_n, c_n) if t is not None and t.requires_grad]
+        for t in kept:
+            t.retain_grad()
+        self.leaves += kept
+        for d, w in enumerate(weights):
+            self.slots[(layer, d)] = functools.partial(
+                self._assemble_replay, inp, h0[d], c0[d] if c0 is not None else None,
+                out, h_n, c_n, d, w)  # fmt: skip
+        return out, h_n, c_n
+
+    def _assemble_replay(
+        self, inp: Tensor, h0: Tensor, c0: Tensor | None, out: Tensor, h_n: Tensor,
+        c_n: Tensor | None, d: int, w: LayerWeights,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        Hout = h_n.shape[-1]
+        s = slice(d * Hout, (d + 1) * Hout)
+
+        def timed(t: Tensor) -> Tensor:  # call order: a reverse direction reads time backwards
+            return t.detach().flip(0) if d else t.detach()
+
+        def det(t: Tensor | None) -> Tensor | None:
+            return t.detach() if t is not None else None
+
+        d_cn = grad_or_zeros(c_n)[d] if c_n is not None else None
+        G, C = replay(ReplayInputs(
+            mode=self.module.mode, x=timed(inp), out=timed(out[..., s]), h0=h0.detach(),
+            c0=det(c0), d_out=timed(grad_or_zeros(out)[..., s]), d_hn=grad_or_zeros(h_n)[d],
+            d_cn=d_cn, w_ih=w.w_ih.detach(), w_hh=w.w_hh.detach(), b_ih=det(w.b_ih),
+            b_hh=det(w.b_hh), w_hr=det(w.w_hr)))  # fmt: skip
+
+        def order(g: Tensor) -> Tensor:
+            return torch.cat([g[:1], g[1:].flip(0)]) if d else g
+
+        return order(G), (order(C) if C is not None else None)
 
     @staticmethod
     def _assemble_fused(P: Tensor, out: Tensor, h_n: Tensor, d: int) -> tuple[Tensor, None]:
@@ -243,6 +310,7 @@ class FusedProbe:
             hn.append(h)
             cn.append(c)
             self.slots[(layer, d)] = functools.partial(assemble_probes, Ph, Pc, d == 1)
+            self.leaves += [Ph] if Pc is None else [Ph, Pc]
         c_n = torch.stack(cn) if c0 is not None else None
         return torch.cat(outs, dim=-1), torch.stack(hn), c_n  # (T, B, D*Hout), (D, B, Hout)
 

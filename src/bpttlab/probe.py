@@ -6,7 +6,8 @@ what ``h0.grad.norm()`` prints. A reverse direction is indexed by time as well: 
 (t = 1..T) is the state whose last input was ``x_t`` (its output at position t) and its entry 0
 is its initial state (fed before ``x_T``), so both directions line up with the output sequence.
 
-Methods, chosen by ``method="auto"`` per architecture (CPU costs: benchmarks/bench_probe.py):
+Methods (``method="auto"`` picks one by :func:`choose_method`; CPU costs:
+benchmarks/bench_probe.py):
 
 - ``fused`` (``nn.RNN``, ``nn.LSTM``; CPU and CUDA): the fused kernel is fed ``[x_t, p_t]`` with
   a zero probe ``p_t`` and the input weight extended by a detached copy of ``W_hh``, so it
@@ -15,7 +16,7 @@ Methods, chosen by ``method="auto"`` per architecture (CPU costs: benchmarks/ben
   grads of the layer's output and of ``h_n``) gives the total. One kernel call per layer (each
   layer has its own probe); the cost is a wider input GEMM and the kernel's input gradient. An
   LSTM's ``c_t`` stays inside the kernel: ``cell_norms`` is None.
-- ``unrolled`` (``nn.GRU`` always; RNN and LSTM on request): one step at a time, ``h_t + p_t``;
+- ``unrolled`` (``nn.GRU``, RNN and LSTM): one step at a time, ``h_t + p_t``;
   ``torch._VF.rnn_*_cell``/``gru_cell`` per step, and for LSTM an explicit step with a probe on
   ``c_t`` before ``h_t = o_t tanh(c_t)``, so it also gives ``dL/dc_t``. GRU cannot use the
   fused trick: with ``a_n = W_in x + b_in + r_t * (W_hn h_{t-1} + b_hn)`` and
@@ -24,10 +25,23 @@ Methods, chosen by ``method="auto"`` per architecture (CPU costs: benchmarks/ben
   probe reads ``W_hr^T da_r + W_hz^T da_z + W_hn^T da_n``: r_t is on the wrong side and the
   ``z_t h_{t-1}`` path is missed. On CPU ``nn.GRU`` runs the same per-step ops as this loop
   (only LSTM goes to oneDNN), so the loop costs about the same; on CUDA it is slower than cuDNN.
+- ``replay`` (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``; CPU and CUDA): the module's own kernel runs
+  untouched, one call per layer, and after the backward the recursion
+  ``dL/dh_{t-1} = dL/dout_{t-1} + J_t^T dL/dh_t`` is replayed from the retained output
+  gradients (``_probe_replay.py``, GRU included, LSTM with ``dL/dc_t``). The forward and
+  backward are bitwise those of an unprobed call (dropout masks included): what
+  ``monitor.GradientFlowMonitor`` uses in a training loop. It adds about a third of a plain
+  forward + backward.
 - ``cell-hook`` (bpttlab cell models; ``cell=`` for a user's module): a forward hook adds a zero
   probe to the cell's output at each call (``dL/dp_t = dL/dh_t`` exactly) and a pre-hook adds
   one to the state passed to the first call (``h_0``). ``nn.LSTMCell`` also gives ``dL/dc_t``
   (see ``_CellProbe``); other cells returning tuples give ``dL/dh_t`` of the first entry only.
+  ``h + 0 = h``: the forward and backward are bitwise unchanged.
+
+Every method is exact: they differ from one another, and from the unprobed kernel, only by
+floating-point rounding. ``attach`` / ``Probes`` split a profile into its two halves (probes on
+before the forward, read after the backward) for a loop that runs the forward and backward
+itself.
 
 Between layers, dropout (training mode, ``dropout > 0``) is applied with ``F.dropout``: the same
 distribution as the kernel's, a different random mask. PackedSequence input is not supported.
@@ -56,9 +70,10 @@ from bpttlab._probe_fused import FusedProbe
 from bpttlab._util import check_choice, jsonable
 from bpttlab.cells import CellStack
 
-__all__ = ["METHODS", "Profile", "gradient_profile"]
+__all__ = ["METHODS", "Probes", "Profile", "attach", "choose_method", "find_recurrent",
+           "gradient_profile"]  # fmt: skip
 
-METHODS = ("auto", "fused", "unrolled")
+METHODS = ("auto", "fused", "unrolled", "replay")
 _Grads = dict[tuple[int, int], Tensor]
 _Pairs = dict[tuple[int, int], tuple[Tensor, Tensor | None]]  # (dL/dh, dL/dc or None)
 
@@ -111,32 +126,112 @@ class Profile:
             **{k: jsonable(getattr(self, k)) for k in arrays},
         }
 
+    def figure(self) -> Any:
+        """``||dL/dh_t||`` against t on a log axis: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import profiles_figure
 
-# ---------------------------------------------------------------- entry point
+        return profiles_figure(
+            [(f"{self.method} ({self.dtype})", list(self.norms))], f"gradient profile, T = {self.T}"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
+
+# ---------------------------------------------------------------- choosing a method
+def choose_method(module: nn.RNNBase, x: Tensor) -> str:
+    """The fastest exact method for ``module`` on the time-major input ``x`` (T, B, I).
+
+    PLACEHOLDER"""
+    return "unrolled" if module.mode == "GRU" else "fused"
+
+
+# ---------------------------------------------------------------- attaching probes
+def find_recurrent(model: nn.Module) -> dict[str, Any]:
+    """Where ``model`` carries h_t, as keyword arguments for :func:`attach`: ``{}`` for a bpttlab
+    model or a bare nn.RNN/LSTM/GRU, ``{"rnn": m}`` for the one nn.RNN/LSTM/GRU (or bpttlab
+    CellStack) inside a larger module, ``{"cell": m}`` for its one nn.RNNCell/LSTMCell/GRUCell.
+    Raises ValueError naming ``rnn=`` and ``cell=`` when there is none, or more than one."""
+    core = getattr(model, "core", None)
+    if isinstance(model, nn.RNNBase) or isinstance(core, nn.RNNBase | CellStack):
+        return {}
+    found = [m for m in model.modules() if isinstance(m, nn.RNNBase | CellStack)]
+    if len(found) == 1:
+        return {"rnn": found[0]}
+    cells = [m for m in model.modules() if isinstance(m, nn.RNNCellBase)]
+    if not found and len(cells) == 1:
+        return {"cell": cells[0]}
+    what = f"{len(found)} nn.RNN/LSTM/GRU modules" if found else f"{len(cells)} RNN cells"
+    raise ValueError(
+        f"cannot tell which module of {type(model).__name__} carries h_t ({what}): pass "
+        "rnn=<its nn.RNN/LSTM/GRU> or cell=<the module it calls once per step>"
+    )
+
+
+class Probes:
+    """Probes attached to one model for one forward and backward (made by :func:`attach`).
+
+    ``method`` is the method in use ("auto" is resolved at the forward, when the input's shape is
+    known); :meth:`reached` tells whether a backward has reached the probes; :meth:`profile`
+    reads them after that backward."""
+
+    def __init__(self, method: str, L: int, D: int, collect: Callable[[], _Pairs],
+                 reached: Callable[[], bool], resolved: Callable[[], str]) -> None:  # fmt: skip
+        self._method, self.L, self.D = method, L, D
+        self._collect, self._reached, self._resolved = collect, reached, resolved
+
+    @property
+    def method(self) -> str:
+        return self._resolved()
+
+    def reached(self) -> bool:
+        return self._reached()
+
+    def profile(self, loss: float = math.nan, keep_grads: bool = False) -> Profile:
+        """The profile of the forward and backward that ran while attached."""
+        return _build(self._collect(), self.L, self.D, loss, self.method, keep_grads)
+
+
 @contextlib.contextmanager
-def _attached(
+def attach(
     model: nn.Module,
-    rnn: nn.Module | None,
-    cell: nn.Module | Sequence[nn.Module] | None,
-    method: str,
-) -> Iterator[tuple[str, int, int, Callable[[], _Pairs]]]:
-    """Attach probes; yield (method, L, D, collect); detach on exit, even after an exception."""
+    *,
+    rnn: nn.Module | None = None,
+    cell: nn.Module | Sequence[nn.Module] | None = None,
+    method: str = "auto",
+) -> Iterator[Probes]:
+    """Attach probes to ``model`` (or its ``rnn``/``cell``, see :func:`gradient_profile`) for the
+    next forward; yield a :class:`Probes`; remove every hook and patch on exit, even after an
+    exception. Run the forward and the backward inside the ``with``; read ``profile()`` after
+    it. Nothing else changes: with ``method="replay"`` (or ``cell=``) the forward and backward
+    compute bitwise what they compute unprobed."""
+    check_choice("method", method, METHODS)
     core: Any = getattr(model, "core", None)
-    if cell is not None or (isinstance(core, CellStack) and rnn is None):
-        if method == "fused":
-            raise ValueError("method='fused' needs an nn.RNN/LSTM/GRU; cells are probed by hooks")
+    stack = rnn if isinstance(rnn, CellStack) else core if rnn is None else None
+    if cell is not None or isinstance(stack, CellStack):
+        if method in ("fused", "replay"):
+            raise ValueError(
+                f"method={method!r} needs an nn.RNN/LSTM/GRU; cells are probed by hooks"
+            )
         if cell is not None:
             single = isinstance(cell, nn.Module) and not isinstance(cell, nn.ModuleList)
             cells: list[nn.Module] = [cell] if single else list(cell)  # type: ignore[list-item,arg-type]
             L, D, table = len(cells), 1, {(i, 0): c for i, c in enumerate(cells)}
         else:
-            L, D = core.num_layers, core.num_directions
-            table = {(i // D, i % D): c for i, c in enumerate(core.cells)}
+            assert isinstance(stack, CellStack)
+            L, D = stack.num_layers, stack.num_directions
+            table = {(i // D, i % D): c for i, c in enumerate(stack.cells)}
         probes: dict[tuple[int, int], CellProbe] = {}
         try:
             for key, c in table.items():
                 probes[key] = CellProbe(c, reverse=key[1] == 1)
-            yield "cell-hook", L, D, lambda: {k: p.assemble() for k, p in probes.items()}
+            yield Probes(
+                "cell-hook", L, D, lambda: {k: p.assemble() for k, p in probes.items()},
+                lambda: any(p.reached() for p in probes.values()), lambda: "cell-hook",
+            )  # fmt: skip
         finally:
             for p in probes.values():
                 for handle in p.handles:
@@ -148,7 +243,7 @@ def _attached(
             f"cannot probe {type(model).__name__}: pass a bpttlab model or nn.RNN/LSTM/GRU, or "
             "rnn=<its nn.RNN/LSTM/GRU submodule>, or cell=<the module it calls once per step>"
         )
-    probe = FusedProbe(module, method)
+    probe = FusedProbe(module, method, choose_method)
     saved = module.__dict__.get("forward")
     module.forward = probe.forward  # instance attribute shadows the class's forward
     try:
@@ -158,7 +253,8 @@ def _attached(
                 raise ValueError(f"the probed {module.mode} module was called {probe.calls} times")
             return {k: f() for k, f in probe.slots.items()}
 
-        yield probe.method, probe.L, probe.D, collect
+        yield Probes(probe.method, probe.L, probe.D, collect, probe.reached,
+                     lambda: probe.method)  # fmt: skip
     finally:
         if saved is None:
             del module.forward
@@ -229,14 +325,17 @@ def gradient_profile(
         method: "auto" | "fused" | "unrolled"; see the module docstring.
         keep_grads: keep ``dL/dh`` (T+1, B, H) per (layer, direction) in ``Profile.grads``.
     """
-    check_choice("method", method, METHODS)
-    with torch.enable_grad(), _attached(model, rnn, cell, method) as (used, L, D, collect):
+    with torch.enable_grad(), attach(model, rnn=rnn, cell=cell, method=method) as probes:
         output = model(x) if h0 is None else model(x, h0)
         loss = loss_fn(output)
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}")
         loss.backward()
-        grads = collect()
+    return probes.profile(float(loss.detach()), keep_grads)
+
+
+def _build(grads: _Pairs, L: int, D: int, loss: float, method: str, keep_grads: bool) -> Profile:
+    """A Profile from ``{(layer, direction): (dL/dh (T+1, B, H), dL/dc or None)}``."""
     per_layer = np.stack([np.stack([_norms(grads[(i, d)][0]) for d in range(D)]) for i in range(L)])
     has_c = all(grads[(i, d)][1] is not None for i in range(L) for d in range(D))
     cell_per_layer = None
@@ -252,13 +351,13 @@ def gradient_profile(
         norms=norms,
         log10_norms=log10,
         per_layer=per_layer,
-        loss=float(loss.detach()),
+        loss=loss,
         float32_underflow_at=_float32_underflow_at(zero),
         cell_norms=functools.reduce(np.hypot, cell_per_layer[-1])
         if cell_per_layer is not None
         else None,
         cell_per_layer=cell_per_layer,
-        method=used,
+        method=method,
         dtype=str(top[0].dtype).removeprefix("torch."),
         grads={k: v[0] for k, v in grads.items()} if keep_grads else None,
     )
