@@ -241,18 +241,21 @@ class FusedProbe:
         Hout = h_n.shape[-1]
         s = slice(d * Hout, (d + 1) * Hout)
 
+        dt = torch.promote_types(out.dtype, w.w_hh.dtype)  # autocast: outputs in bf16/fp16
+
         def timed(t: Tensor) -> Tensor:  # call order: a reverse direction reads time backwards
-            return t.detach().flip(0) if d else t.detach()
+            return (t.detach().flip(0) if d else t.detach()).to(dt)
 
         def det(t: Tensor | None) -> Tensor | None:
-            return t.detach() if t is not None else None
+            return t.detach().to(dt) if t is not None else None
 
         d_cn = grad_or_zeros(c_n)[d] if c_n is not None else None
         G, C = replay(ReplayInputs(
-            mode=self.module.mode, x=timed(inp), out=timed(out[..., s]), h0=h0.detach(),
-            c0=det(c0), d_out=timed(grad_or_zeros(out)[..., s]), d_hn=grad_or_zeros(h_n)[d],
-            d_cn=d_cn, w_ih=w.w_ih.detach(), w_hh=w.w_hh.detach(), b_ih=det(w.b_ih),
-            b_hh=det(w.b_hh), w_hr=det(w.w_hr)))  # fmt: skip
+            mode=self.module.mode, x=timed(inp), out=timed(out[..., s]), h0=h0.detach().to(dt),
+            c0=det(c0), d_out=timed(grad_or_zeros(out)[..., s]),
+            d_hn=grad_or_zeros(h_n)[d].to(dt), d_cn=det(d_cn), w_ih=w.w_ih.detach().to(dt),
+            w_hh=w.w_hh.detach().to(dt), b_ih=det(w.b_ih), b_hh=det(w.b_hh),
+            w_hr=det(w.w_hr)))  # fmt: skip
 
         def order(g: Tensor) -> Tensor:
             return torch.cat([g[:1], g[1:].flip(0)]) if d else g

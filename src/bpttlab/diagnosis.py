@@ -88,6 +88,18 @@ class Diagnosis:
         d["advice"] = [a.to_dict() for a in self.advice]
         return d
 
+    def figure(self) -> Any:
+        """The fitted decay against steps back and the horizon: a plotly figure (report extra)."""
+        from bpttlab.views.figures import diagnosis_figure
+
+        return diagnosis_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure(), [a.text for a in self.advice])
+
 
 def _spectral_radius(W: Tensor) -> float:
     """rho(W); NaN for a matrix that is not finite (LAPACK must never see one: it may crash)."""

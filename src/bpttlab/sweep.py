@@ -67,6 +67,7 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the sweep
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: terminate() kills
     _die_with_parent()
 
 
@@ -85,7 +86,7 @@ def call_run(fn: Callable[[Any], Any], config: Any) -> tuple[str, Any]:
 def _check(executor: str, workers: int | None) -> None:
     check_choice("executor", executor, EXECUTORS)
     if workers is not None:
-        check_int("workers", workers)
+        check_int("workers", workers, 1, 1024)
     if executor == "ray":
         try:
             import ray  # noqa: F401

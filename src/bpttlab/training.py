@@ -46,6 +46,7 @@ from bpttlab.tasks import Batch, FixedBatch, Task
 __all__ = [
     "CLIPS",
     "DEVICES",
+    "MAX_STEPS",
     "OPTIMIZERS",
     "TrainConfig",
     "TrainResult",
@@ -57,6 +58,7 @@ __all__ = [
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 CLIPS = ("none", "norm", "variable-norm", "value")
 DEVICES = ("cpu", "cuda")
+MAX_STEPS = 10_000_000  # more optimiser steps than any run here needs: a larger value is a typo
 # Held-out batches come from their own generator, seeded with seed ^ _EVAL_SEED (never = seed).
 # Not seed + 2**32: the CPU generator keeps only the low 32 bits of a seed.
 _EVAL_SEED = 0x5EED5EED
@@ -96,8 +98,8 @@ class TrainConfig:
         for name in ("lr", "clip_threshold"):  # as floats: 1 and 1.0 make one config (one key)
             object.__setattr__(self, name, check_float(name, getattr(self, name), low=0,
                                                        low_open=True))  # fmt: skip
-        for name in ("steps", "batch_size", "eval_batches"):
-            check_int(name, getattr(self, name))
+        for name in ("steps", "batch_size", "eval_batches"):  # a typo of 1e12 steps is refused
+            check_int(name, getattr(self, name), 1, MAX_STEPS)
         for name in ("tbptt", "eval_every", "profile_every"):
             value = getattr(self, name)
             if value is not None and not (is_int(value) and value >= 1):

@@ -8,11 +8,13 @@ torch) inside their bodies, so ``bpttlab --help`` starts without torch.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -22,7 +24,7 @@ from bpttlab.cli import audit, experiments, lab, theory, tour
 from bpttlab.cli._common import join_list_options, option_of
 from bpttlab.sweep import RunFailed
 
-__all__ = ["app", "main"]
+__all__ = ["Interrupted", "app", "main"]
 
 
 def _version(value: bool) -> None:
@@ -48,9 +50,24 @@ def _root(
     """bpttlab: gradient flow through time in recurrent networks (vanishing/exploding)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM inside a command, carried past typer (which would swallow it)."""
+
+
+def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            raise Interrupted(str(interrupt) or "interrupted; finished runs are kept") from None
+
+    return run
+
+
 for _module in (theory, lab, experiments, audit, tour):
     for _name, _command in _module.COMMANDS.items():
-        app.command(_name)(_command)
+        app.command(_name)(_guarded(_command))
 
 
 def _error(message: str) -> None:
@@ -73,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         rv = app(args=args, prog_name="bpttlab", standalone_mode=False)
-    except KeyboardInterrupt as interrupt:
+    except (KeyboardInterrupt, Interrupted) as interrupt:
         _error(str(interrupt) or "interrupted; finished runs are kept in the store")
         return 143 if _TERMINATED else 130
     except typer.Abort:

@@ -32,6 +32,7 @@ __all__ = [
     "LIST_OPTIONS",
     "SEED_OPT",
     "TASK_HELP",
+    "WORKERS_OPT",
     "bad",
     "check_positive",
     "device",
@@ -43,6 +44,7 @@ __all__ = [
     "parse_list",
     "positive_ints",
     "sci",
+    "seeds_option",
     "usage_error",
 ]
 
@@ -63,6 +65,18 @@ DB_OPT = typer.Option(
 )
 FORCE_OPT = typer.Option(False, "--force", help="Recompute even if the store has this run.")
 DEVICE_OPT = typer.Option("cpu", "--device", help="cpu or cuda.")
+MAX_WORKERS, MAX_SEEDS = 256, 1000
+WORKERS_OPT = typer.Option(
+    2, "--workers", min=1, max=MAX_WORKERS, help="Runs in parallel (1 = in this process)."
+)
+
+
+def seeds_option(n: int) -> Any:
+    """``--seeds N``: seeds --seed .. --seed + N - 1 (at most MAX_SEEDS)."""
+    return typer.Option(
+        n, "--seeds", min=1, max=MAX_SEEDS, help="How many seeds: --seed .. --seed + N - 1."
+    )
+
 TASK_HELP = (
     "Task with options: copy-bit, latch, adding, copy-memory, digits, agreement; e.g. "
     "copy-bit:noise=0.5, adding:variant=modern, digits:permuted=true."

@@ -12,6 +12,7 @@ from bpttlab.cli._common import (
     FORCE_OPT,
     JSON_OPT,
     SEED_OPT,
+    WORKERS_OPT,
     bad,
     emit_json,
     err,
@@ -21,7 +22,6 @@ from bpttlab.cli._common import (
 
 __all__ = ["COMMANDS", "claims_markdown"]
 
-WORKERS_OPT = typer.Option(2, "--workers", min=1, help="Runs in parallel (1 = in this process).")
 
 
 def claims_markdown(rows: list[dict[str, Any]]) -> str:

@@ -22,6 +22,7 @@ from bpttlab.cli._common import (
     JSON_OPT,
     SEED_OPT,
     TASK_HELP,
+    WORKERS_OPT,
     bad,
     device,
     emit_json,
@@ -31,11 +32,11 @@ from bpttlab.cli._common import (
     parse_list,
     positive_ints,
     sci,
+    seeds_option,
 )
 
 __all__ = ["COMMANDS"]
 
-WORKERS_OPT = typer.Option(2, "--workers", min=1, help="Runs in parallel (1 = in this process).")
 EXECUTOR_OPT = typer.Option(
     "local", "--executor", help="local (a process pool here) or ray (a Ray cluster)."
 )
@@ -43,10 +44,6 @@ ADDRESS_OPT = typer.Option(
     None, "--address", help="Ray cluster: auto, HOST:PORT, or unset ($RAY_ADDRESS or a local one)."
 )
 OPTIMIZER_HELP = "adam, rmsprop or sgd"
-
-
-def _seeds_opt(n: int) -> Any:
-    return typer.Option(n, "--seeds", min=1, help="How many seeds: --seed .. --seed + N - 1.")
 
 
 def _runner(store: Any, force: bool, workers: int, device_name: str, executor: str,
@@ -133,7 +130,7 @@ def duel(
     task: str | None = typer.Option(None, "--task", help=TASK_HELP),
     optimizer: str | None = typer.Option(None, "--optimizer", help=OPTIMIZER_HELP),
     lr: float | None = typer.Option(None, "--lr", help="Override the preset's learning rate."),
-    seeds: int = _seeds_opt(10),
+    seeds: int = seeds_option(10),
     workers: int = WORKERS_OPT,
     executor: str = EXECUTOR_OPT,
     address: str | None = ADDRESS_OPT,
@@ -189,7 +186,7 @@ def duel(
 def cliff(
     archs: str = typer.Option("rnn lstm", "--archs", help="Architecture specs. " + ARCH_HELP),
     lengths: str = typer.Option("5 20 50", "--lengths", help="Sequence lengths T (the grid)."),
-    seeds: int = _seeds_opt(10),
+    seeds: int = seeds_option(10),
     steps: str = typer.Option(
         "500", "--steps", help="Optimiser steps per run; several: an axis (500 2000)."
     ),
@@ -275,7 +272,7 @@ def cliff(
 def decay_vs_length(
     lengths: str = typer.Option("10 20 30 40 50 60 70 80 90 100", "--lengths", help="T values."),
     radii: str = typer.Option("0.95 1.05", "--radii", help="Spectral radii W_hh is scaled to."),
-    seeds: int = _seeds_opt(5),
+    seeds: int = seeds_option(5),
     hidden: int = typer.Option(32, "--hidden", help="Hidden size H."),
     batch: int = typer.Option(32, "--batch", help="Batch size."),
     noise: float = typer.Option(1.0, "--noise", help="Std of the input noise."),
@@ -294,6 +291,8 @@ def decay_vs_length(
     from bpttlab.experiments import decay_vs_length as run
     from bpttlab.store import Store
 
+    if plot is not None and plot.is_dir():
+        raise bad("--plot", str(plot), "give a file path for the PNG, e.g. decay.png")
     rs = parse_list("--radii", radii, float, "a list of positive numbers, e.g. 0.95 1.05")
     with options({"batch_size": "--batch"}):
         config = DecayConfig(lengths=tuple(positive_ints("--lengths", lengths)),
@@ -323,7 +322,7 @@ def decay_vs_length(
 
 def clipping(
     steps: int = typer.Option(100, "--steps", help="SGD steps per run."),
-    seeds: int = _seeds_opt(5),
+    seeds: int = seeds_option(5),
     lr: float = typer.Option(0.1, "--lr", help="Learning rate."),
     hidden: int = typer.Option(16, "--hidden", help="Hidden size H."),
     batch: int = typer.Option(32, "--batch", help="Batch size."),
@@ -381,7 +380,7 @@ def tbptt(
     arch: str = typer.Option("rnn", "--arch", help=ARCH_HELP),
     task: str = typer.Option("latch", "--task", help=TASK_HELP),
     steps: int = typer.Option(300, "--steps", help="Optimiser steps per run."),
-    seeds: int = _seeds_opt(6),
+    seeds: int = seeds_option(6),
     workers: int = WORKERS_OPT,
     executor: str = EXECUTOR_OPT,
     address: str | None = ADDRESS_OPT,

@@ -27,7 +27,7 @@ from bpttlab.specs import Spec
 from bpttlab.store import RunOutput, Store, cached
 from bpttlab.sweep import run_many
 from bpttlab.tasks import Batch, Task, get_task, parse_task
-from bpttlab.training import TrainConfig, train
+from bpttlab.training import MAX_STEPS, TrainConfig, train
 
 __all__ = [
     "EVAL_BATCHES",
@@ -264,13 +264,11 @@ class ProfileConfig(Setting):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("batch_size", self.batch_size)
-        check_int("train_steps", self.train_steps, 0)
+        check_int("train_steps", self.train_steps, 0, MAX_STEPS)
         self.check_memory(self.batch_size)
         check_choice("dtype", self.dtype, tuple(DTYPES))
-        if self.train_steps:
-            self.train_config()  # checks lr, seed and device
-        else:
-            check_int("seed", self.seed, 0, 2**32 - 1)
+        TrainConfig(lr=self.lr, batch_size=self.batch_size, seed=self.seed,
+                    device=self.device)  # checks lr, seed and device, trained or not  # fmt: skip
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(steps=self.train_steps, lr=self.lr, batch_size=self.batch_size,

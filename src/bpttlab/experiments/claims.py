@@ -72,6 +72,18 @@ class ClaimsResult:
     def from_dict(cls, data: dict[str, Any]) -> ClaimsResult:
         return cls(**data)
 
+    def figure(self) -> Any:
+        """The audit as a table: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import claims_figure
+
+        return claims_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
 
 def claims(
     config: ClaimsConfig | None = None, runner: Runner | None = None, **run: Any

@@ -281,6 +281,18 @@ class CliffResult:
     def from_dict(cls, data: dict[str, Any]) -> CliffResult:
         return cls(**data)
 
+    def figure(self) -> Any:
+        """Success rate and accuracy against T with T50: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import cliff_figure
+
+        return cliff_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
 
 def cliff(
     config: CliffConfig | None = None, runner: Runner | None = None, **run: Any

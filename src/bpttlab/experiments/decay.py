@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bpttlab._util import ConfigError, check_float, check_int
+from bpttlab._util import ConfigError, check_float, check_int, check_memory
 from bpttlab.dynamics import Trajectory, lyapunov_exponents
 from bpttlab.experiments._runs import Runner, experiment, grad_ratio
 from bpttlab.models import RecurrentModel, build
@@ -131,6 +131,12 @@ class DecayConfig:
         for name in ("hidden_size", "batch_size", "lyapunov_samples"):
             check_int(name, getattr(self, name))
         set_(self, "noise", check_float("noise", self.noise, low=0))
+        T, H, B = self.lengths[-1], self.hidden_size, self.batch_size
+        ratios = {"hidden_size": H / 32, "lengths": T / 100, "batch_size": B / 32}
+        name = max(ratios, key=lambda k: ratios[k])
+        value = {"hidden_size": H, "lengths": T, "batch_size": B}[name]
+        check_memory(name, value, 8.0 * (B * T * H * 16 + H * H * 8),
+                     f"a float64 rnn with hidden {H} over {T} steps and batch {B}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -150,6 +156,18 @@ class DecayResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecayResult:
         return cls(**data)
+
+    def figure(self) -> Any:
+        """Measured decay against its two predictions: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import decay_length_figure
+
+        return decay_length_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
 
 
 def decay_vs_length(

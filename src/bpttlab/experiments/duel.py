@@ -85,6 +85,18 @@ class DuelResult:
     def from_dict(cls, data: dict[str, Any]) -> DuelResult:
         return cls(**data)
 
+    def figure(self) -> Any:
+        """Accuracy and ``||dL/dh_0||`` per seed: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import duel_figure
+
+        return duel_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
 
 def _summary(rows: list[Row], threshold: float) -> Row:
     acc = [r["accuracy"] if r["accuracy"] is not None else float("nan") for r in rows]

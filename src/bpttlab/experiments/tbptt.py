@@ -87,6 +87,18 @@ class TbpttResult:
     def from_dict(cls, data: dict[str, Any]) -> TbpttResult:
         return cls(**data)
 
+    def figure(self) -> Any:
+        """Each window's cliff: a plotly figure (the report extra)."""
+        from bpttlab.views.figures import tbptt_figure
+
+        return tbptt_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
 
 def _longest_learned(cliff_at: int | None, lengths: tuple[int, ...], refine: bool) -> int | None:
     """The longest length learned, given the cliff: the grid length before it (or one less)."""
