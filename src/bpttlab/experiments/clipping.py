@@ -107,6 +107,18 @@ class ClippingResult:
     def from_dict(cls, data: dict[str, Any]) -> ClippingResult:
         return cls(**data)
 
+    def figure(self) -> Any:
+        """Ratios before and after training by clipping rule: a plotly figure (report extra)."""
+        from bpttlab.views.figures import clipping_figure
+
+        return clipping_figure(self.to_dict())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the figure."""
+        from bpttlab.views.figures import notebook_html
+
+        return notebook_html(self.figure())
+
 
 def _summary(runs: list[Row]) -> Row:
     n, k = len(runs), sum(bool(r["diverged"]) for r in runs)
