@@ -201,12 +201,8 @@ def _figure_links(command: str) -> str:
         words = part.split()
         if len(words) > 1 and words[0] == "bpttlab" and words[1] in FIGURE_OF_COMMAND:
             sections.append(FIGURE_OF_COMMAND[words[1]])
-    return (
-        " ".join(
-            f'<a class="figlink" href="#{s}">{_TITLES[s]}</a>' for s in dict.fromkeys(sections)
-        )
-        or "—"
-    )
+    links = [f'<a class="figlink" href="#{s}">{_TITLES[s]}</a>' for s in dict.fromkeys(sections)]
+    return " · ".join(links) or "—"
 
 
 def _claims(page: Page, claims: dict[str, Any] | None, scope: str) -> str:
