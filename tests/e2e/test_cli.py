@@ -169,23 +169,6 @@ def test_lyapunov_json_single_and_sweep(capsys, tmp_path):
     assert (tmp_path / "l.png").exists()
 
 
-def test_tour_writes_figures_and_summary(capsys, tmp_path):
-    doc = run_json(capsys, "tour", "--out", str(tmp_path / "tour"))
-    files = {p.name for p in (tmp_path / "tour").iterdir()}
-    assert {
-        "summary.md",
-        "summary.json",
-        "decay.png",
-        "budget.png",
-        "walk_lesson.png",
-        "walk_trajectory.png",
-        "lyapunov.png",
-    } <= files
-    summary = json.loads((tmp_path / "tour" / "summary.json").read_text())
-    assert summary["walk"]["lesson"]["first"]["frobenius"] == pytest.approx(8.0)
-    assert doc["decay"]["vanishing"]["rows"][0]["magnitude"] == pytest.approx(0.45**10)
-
-
 @pytest.mark.parametrize(
     "args,named",
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bpttlab.experiments import TbpttConfig, tbptt_sweep
+from bpttlab.experiments import CliffConfig, TbpttConfig, cliff, tbptt_sweep
 
 from .conftest import TINY_BUDGET, strict_json
 
@@ -23,3 +23,17 @@ def test_tbptt_sweep_shape() -> None:
 def test_a_model_that_cannot_truncate_is_refused_before_training() -> None:
     with pytest.raises(ValueError, match="tbptt is not supported for model 'skip-rnn'"):
         TbpttConfig(arch="skip-rnn")
+
+
+def test_a_window_as_long_as_the_sequence_is_full_bptt() -> None:
+    """Truncation at k >= T cuts nothing: the same runs as the cliff without truncation, bit for
+    bit; a shorter window cuts the path to the answer and grad_h0 is exactly 0 beyond it."""
+    budget = TINY_BUDGET.replace(task="latch:noise=0.1", fixed_batch=False)
+    sweep = tbptt_sweep(TbpttConfig(windows=(2, 8), lengths=(5,), seeds=(0, 1), budget=budget),
+                        workers=1)  # fmt: skip
+    full = cliff(CliffConfig(archs=("rnn",), lengths=(5,), seeds=(0, 1), budget=budget), workers=1)
+    (k8,) = [r for r in sweep.rows if r["window"] == 8]
+    (k2,) = [r for r in sweep.rows if r["window"] == 2]
+    assert k8["accuracies"] == full.rows[0]["accuracies"]
+    assert k8["grad_h0_final"] == full.rows[0]["grad_h0_final"]
+    assert k2["grad_h0_final"] == {"median": 0.0, "min": 0.0, "max": 0.0}

@@ -9,14 +9,25 @@ norms are gaps on a log axis, never plotted as a number they are not.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
+
+from bpttlab.views._analytic_figures import lyapunov_figure, spectrum_figure, walks_figure
+from bpttlab.views._plotly import (
+    MAX_POINTS,
+    PALETTE,
+    color,
+    finite,
+    layout,
+    log10,
+    notebook_html,
+    positive,
+    thin,
+)
 
 __all__ = [
     "MAX_POINTS",
@@ -28,10 +39,14 @@ __all__ = [
     "decay_length_figure",
     "diagnosis_figure",
     "duel_figure",
+    "finite",
+    "lyapunov_figure",
     "grad_h0_figure",
     "heatmap_figure",
-    "lyapunov_figure",
+    "layout",
+    "log10",
     "notebook_html",
+    "positive",
     "profiles_figure",
     "spectrum_figure",
     "tbptt_figure",
@@ -39,44 +54,8 @@ __all__ = [
     "walks_figure",
 ]
 
-MAX_POINTS = 600
 Doc = Mapping[str, Any]
 _HEIGHT = 380
-PALETTE = (*qualitative.Plotly, *qualitative.Dark24)
-
-
-def thin(n: int, limit: int = MAX_POINTS) -> list[int]:
-    """Indices 0..n-1 strided to at most ``limit`` (n - 1, the last, always kept)."""
-    if n <= limit:
-        return list(range(n))
-    stride = math.ceil((n - 1) / (limit - 1))
-    return sorted({*range(0, n, stride), n - 1})
-
-
-def _positive(values: Sequence[float | None]) -> list[float | None]:
-    """A log axis draws only positive finite values: the rest become gaps (None)."""
-    return [v if v is not None and math.isfinite(v) and v > 0 else None for v in values]
-
-
-def color(i: int) -> str:
-    """The i-th colour: the same series keeps one colour in every panel of a figure."""
-    return str(PALETTE[i % len(PALETTE)])
-
-
-def _layout(fig: go.Figure, title: str, panels: bool = False, **kw: Any) -> go.Figure:
-    """Title, size and margins; ``panels``: subplot titles sit below, so the title goes higher."""
-    top = 70 if panels else 50
-    fig.update_layout(title={"text": title, "font": {"size": 14}, "y": 0.98, "yanchor": "top"},
-                      height=kw.pop("height", _HEIGHT), legend={"font": {"size": 10}},
-                      margin={"l": 60, "r": 20, "t": top, "b": 50}, **kw)  # fmt: skip
-    return fig
-
-
-def notebook_html(fig: go.Figure, notes: Sequence[str] = ()) -> str:
-    """The figure as Jupyter shows it (plotly's own ``_repr_html_``: the notebook renderer in a
-    notebook, else a div that loads plotly.js from its CDN), then ``notes`` as a list."""
-    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    return str(fig._repr_html_()) + (f"<ul>{items}</ul>" if items else "")
 
 
 # ---------------------------------------------------------------- gradient profiles
@@ -87,14 +66,14 @@ def profiles_figure(items: Sequence[tuple[str, Sequence[float | None]]], title: 
         keep = thin(len(norms))
         fig.add_scatter(
             x=keep,
-            y=_positive([norms[k] for k in keep]),
+            y=positive([norms[k] for k in keep]),
             name=label,
             mode="lines",
             line={"color": color(i)},
         )
     fig.update_xaxes(title="time step t")
     fig.update_yaxes(title="||dL/dh_t||", type="log", exponentformat="power")
-    return _layout(fig, title)
+    return layout(fig, title)
 
 
 def diagnosis_figure(d: Doc) -> go.Figure:
@@ -113,14 +92,14 @@ def diagnosis_figure(d: Doc) -> go.Figure:
     fig.update_yaxes(title="||dL/dh_t|| / ||dL/dh_T||", type="log", exponentformat="power")
     ratio = d.get("ratio")
     title = f"{d['verdict']}: ||dL/dh_0|| / ||dL/dh_T|| = {_fmt(ratio)} (T = {T})"
-    return _layout(fig, title)
+    return layout(fig, title)
 
 
 def heatmap_figure(steps: Sequence[int], norms: Sequence[Sequence[float]], title: str) -> go.Figure:
     """log10 ``||dL/dh_t||`` over time t (x) and training step (y): rows strided to <= 150,
     columns to <= 300; zeros and non-finite norms are blank cells."""
     rows, cols = thin(len(steps), 150), thin(len(norms[0]) if norms else 0, 300)
-    z = [[_log10(norms[r][c]) for c in cols] for r in rows]
+    z = [[log10(norms[r][c]) for c in cols] for r in rows]
     fig = go.Figure(
         go.Heatmap(
             x=cols,
@@ -134,7 +113,7 @@ def heatmap_figure(steps: Sequence[int], norms: Sequence[Sequence[float]], title
     )
     fig.update_xaxes(title="time step t")
     fig.update_yaxes(title="training step")
-    return _layout(fig, title)  # fmt: skip
+    return layout(fig, title)  # fmt: skip
 
 
 def grad_h0_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float]]]) -> go.Figure:
@@ -144,14 +123,14 @@ def grad_h0_figure(series: Sequence[tuple[str, Sequence[int], Sequence[float]]])
         keep = thin(len(steps))
         fig.add_scatter(
             x=[steps[k] for k in keep],
-            y=_positive([values[k] for k in keep]),
+            y=positive([values[k] for k in keep]),
             mode="lines",
             name=label,
             line={"color": color(i)},
         )
     fig.update_xaxes(title="training step")
     fig.update_yaxes(title="||dL/dh_0||", type="log", exponentformat="power")
-    return _layout(fig, "||dL/dh_0|| per training step")
+    return layout(fig, "||dL/dh_0|| per training step")
 
 
 # ---------------------------------------------------------------- experiments
@@ -199,7 +178,7 @@ def duel_figure(doc: Doc) -> go.Figure:
         ):
             fig.add_scatter(
                 x=[f"{arch} {when}"] * len(rows),
-                y=_positive([r[key] for r in rows]),
+                y=positive([r[key] for r in rows]),
                 mode="markers",
                 marker={"symbol": symbol, "size": 8, "color": c},
                 text=seeds,
@@ -225,7 +204,7 @@ def duel_figure(doc: Doc) -> go.Figure:
         f"duel: {b['task']} T={b['length']}, {b['steps']} {b['optimizer']} steps at lr "
         f"{b['lr']:g}, {len(b['seeds'])} seeds"
     )
-    return _layout(fig, title, panels=True)
+    return layout(fig, title, panels=True)
 
 
 def cliff_figure(doc: Doc, series_key: str = "series", name: str = "cliff") -> go.Figure:
@@ -282,7 +261,7 @@ def cliff_figure(doc: Doc, series_key: str = "series", name: str = "cliff") -> g
     fig.update_yaxes(range=[-0.05, 1.05])
     b = doc["budget"]
     title = f"{name}: {b['task']}, {b['steps']} {b['optimizer']} steps, {len(b['seeds'])} seeds"
-    return _layout(fig, title, panels=True)
+    return layout(fig, title, panels=True)
 
 
 def tbptt_figure(doc: Doc) -> go.Figure:
@@ -306,7 +285,7 @@ def clipping_figure(doc: Doc) -> go.Figure:
             mid = [r[key]["median"] for r in rows]
             fig.add_scatter(
                 x=labels,
-                y=_positive(mid),
+                y=positive(mid),
                 mode="markers",
                 name=name,
                 legendgroup=name,
@@ -326,7 +305,7 @@ def clipping_figure(doc: Doc) -> go.Figure:
     fig.update_yaxes(title="||dL/dh_0|| / ||dL/dh_T||", row=1, col=1)
     s = doc["setup"]
     title = f"clipping: {s['steps']} SGD steps at lr {s['lr']:g}, {len(s['seeds'])} seeds"
-    return _layout(fig, title, panels=True)
+    return layout(fig, title, panels=True)
 
 
 def decay_length_figure(doc: Doc) -> go.Figure:
@@ -338,7 +317,7 @@ def decay_length_figure(doc: Doc) -> go.Figure:
         t, mid, c, group = [r["length"] for r in rows], [r["ratio"] for r in rows], color(i), str(i)
         fig.add_scatter(
             x=t,
-            y=_positive(mid),
+            y=positive(mid),
             mode="lines+markers",
             legendgroup=group,
             name=f"measured, ρ={radius:g}",
@@ -348,7 +327,7 @@ def decay_length_figure(doc: Doc) -> go.Figure:
         for key, name, dash in (("naive", "(ρ<f'>)^T", "dash"), ("lyapunov", "exp(λ₁T)", "dot")):
             fig.add_scatter(
                 x=t,
-                y=_positive([r[key] for r in rows]),
+                y=positive([r[key] for r in rows]),
                 mode="lines",
                 line={"dash": dash, "color": c},
                 name=f"{name}, ρ={radius:g}",
@@ -356,7 +335,7 @@ def decay_length_figure(doc: Doc) -> go.Figure:
             )
     fig.update_xaxes(title="sequence length T")
     fig.update_yaxes(title="||dL/dh_0|| / ||dL/dh_T||", type="log", exponentformat="power")
-    return _layout(fig, "measured decay against its two predictions (tanh rnn, median over W)")
+    return layout(fig, "measured decay against its two predictions (tanh rnn, median over W)")
 
 
 def claims_figure(doc: Doc) -> go.Figure:
@@ -367,105 +346,9 @@ def claims_figure(doc: Doc) -> go.Figure:
     table = go.Table(
         columnwidth=[40, 220, 320, 80], header=header, cells={"values": cols, "align": "left"}
     )
-    return _layout(
+    return layout(
         go.Figure(table), f"the lessons' claims ({len(rows)})", height=120 + 60 * len(rows)
     )
-
-
-# ---------------------------------------------------------------- analytic
-def spectrum_figure(spectra: Sequence[Doc]) -> go.Figure:
-    """Eigenvalues of W_hh on the complex plane with the unit circle, one set per gain
-    (``{"gain", **Spectrum.to_dict()}``)."""
-    fig = go.Figure()
-    angles = [2 * math.pi * k / 180 for k in range(181)]
-    fig.add_scatter(
-        x=[math.cos(a) for a in angles],
-        y=[math.sin(a) for a in angles],
-        mode="lines",
-        line={"color": "black", "width": 1},
-        name="unit circle",
-    )
-    for i, s in enumerate(spectra):
-        ev = s["eigenvalues"]
-        name = f"gain {s['gain']:g}: ρ={s['spectral_radius']:.3f}, ‖W‖₂={s['spectral_norm']:.3f}"
-        fig.add_scatter(
-            x=[z["re"] for z in ev],
-            y=[z["im"] for z in ev],
-            mode="markers",
-            marker={"size": 6, "color": color(i)},
-            name=name,
-        )
-    fig.update_xaxes(title="Re λ", zeroline=True)
-    fig.update_yaxes(title="Im λ", scaleanchor="x", scaleratio=1, zeroline=True)
-    return _layout(fig, f"eigenvalues of W_hh (gaussian, H = {spectra[0]['hidden']})", height=460)
-
-
-_WALK_LINES = (("log10_spectral", "‖∂h_T/∂h_t‖₂", "solid"),
-               ("log10_frobenius", "‖∂h_T/∂h_t‖_F", "solid"),
-               ("log10_vjp", "‖vᵀ ∂h_T/∂h_t‖", "solid"),
-               ("log10_rho_power", "ρ(W)^k", "dash"),
-               ("log10_naive", "(ρ·⟨f'⟩)^k", "dot"))  # fmt: skip
-
-
-def walks_figure(walks: Sequence[tuple[str, Doc]]) -> go.Figure:
-    """log10 of the norms of ``dh_T/dh_t`` against steps back k, measured beside ``rho(W)^k``
-    and ``(rho <f'>)^k``, one panel per (label, ``JacobianWalk.to_dict()``)."""
-    fig = make_subplots(rows=1, cols=len(walks), subplot_titles=[label for label, _ in walks])
-    shown: set[str] = set()
-    for col, (_, walk) in enumerate(walks, start=1):
-        rows = [walk["steps"][i] for i in thin(len(walk["steps"]))]
-        k = [r["steps_back"] for r in rows]
-        for i, (key, name, dash) in enumerate(_WALK_LINES):
-            if key not in rows[0]:
-                continue
-            fig.add_scatter(
-                x=k,
-                y=[_finite(r[key]) for r in rows],
-                mode="lines",
-                name=name,
-                line={"dash": dash, "color": color(i)},
-                legendgroup=key,
-                showlegend=key not in shown,
-                row=1,
-                col=col,
-            )
-            shown.add(key)
-        fig.update_xaxes(title="steps back k = T - t", row=1, col=col)
-    fig.update_yaxes(title="log10 norm", row=1, col=1)
-    return _layout(
-        fig, "Jacobian walks: the product dh_T/dh_t, measured and predicted", panels=True
-    )
-
-
-def lyapunov_figure(sweep: Sequence[Doc], hidden: int) -> go.Figure:
-    """Top Lyapunov exponent against the gain, beside ``log rho(W)`` and the naive rate."""
-    g = [r["gain"] for r in sweep]
-    fig = go.Figure()
-    fig.add_scatter(
-        x=g,
-        y=[r["exponents"][0] for r in sweep],
-        mode="lines+markers",
-        name="top Lyapunov exponent λ₁ (measured)",
-        line={"color": color(0)},
-    )
-    fig.add_scatter(
-        x=g,
-        y=[r["naive_rate"] for r in sweep],
-        mode="lines+markers",
-        line={"dash": "dash", "color": color(1)},
-        name="naive log(ρ·⟨f'⟩)",
-    )
-    fig.add_scatter(
-        x=g,
-        y=[r["log_spectral_radius"] for r in sweep],
-        mode="lines",
-        line={"dash": "dot", "color": color(2)},
-        name="log ρ(W)",
-    )
-    fig.add_hline(y=0.0, line_color="black", line_width=1)
-    fig.update_xaxes(title="gain g  (W = g·randn/√H)")
-    fig.update_yaxes(title="rate per step (natural log)")
-    return _layout(fig, f"where a random tanh network turns chaotic (H = {hidden})")
 
 
 # ---------------------------------------------------------------- helpers
@@ -479,15 +362,6 @@ def _missing(row: Doc) -> str:
 
 def _fmt(x: float | None) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.3g}"
-
-
-def _log10(v: float | None) -> float | None:
-    ok = v is not None and math.isfinite(v) and v > 0
-    return round(math.log10(v), 4) if ok else None  # type: ignore[arg-type]
-
-
-def _finite(v: float | None) -> float | None:
-    return v if v is not None and math.isfinite(v) else None
 
 
 def _interval(mid: float | None, low: float | None, high: float | None) -> dict[str, Any]:
