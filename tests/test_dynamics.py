@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bpttlab import dynamics, theory
+from bpttlab.dynamics import jacobian_walk, lyapunov_exponents, simulate
 from bpttlab.testing import lesson_loop
 
 ACTS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu, "identity": lambda z: z}
@@ -203,3 +204,31 @@ def test_walk_and_lyapunov_reject_bad_input():
         dynamics.lyapunov_exponents(traj, k=3)
     with pytest.raises(ValueError, match="warmup"):
         dynamics.lyapunov_exponents(traj, warmup=3)
+
+
+# ---------------------------------------------------------------- overflow is not decay
+@pytest.mark.parametrize("gain", [3.0, 5.0, 1e300])
+def test_a_state_that_overflows_is_reported_as_exploding_never_as_decay(gain: float) -> None:
+    W = theory.make_matrix("gaussian", 16, gain, seed=0)
+    traj = simulate(W, 2000, "relu", "noise", 1.0, h0="random", seed=0)
+    assert traj.overflow_at is not None and 1 <= traj.overflow_at <= 2000
+    assert np.isfinite(traj.h[: traj.overflow_at]).all()  # finite up to the step before
+    assert not np.isfinite(traj.h[traj.overflow_at]).all()
+    walk = jacobian_walk(traj, mode="vjp", every=100)
+    assert walk.overflow_at == traj.overflow_at
+    assert np.isfinite(walk.log10_vjp).all()  # no -inf that would read as a vanished gradient
+    assert walk.t[0] == traj.overflow_at - 1  # the walk covers the finite steps
+    if len(walk.t) > 1:
+        assert walk.log10_vjp[-1] > 0  # and there the gradient grows
+    lyap = lyapunov_exponents(traj, k=2, warmup=0)
+    assert lyap.verdict.startswith("exploding (overflow at step")
+    assert not lyap.naive_sign_wrong
+    assert "vanishing" not in lyap.to_dict()["verdict"]
+
+
+def test_relu_without_overflow_is_exploding_not_chaotic() -> None:
+    W = theory.make_matrix("gaussian", 32, 3.0, seed=0)
+    lyap = lyapunov_exponents(simulate(W, 300, "relu", h0="random"), k=2, warmup=100)
+    assert lyap.exponents[0] > 0.1 and lyap.verdict == "exploding"
+    tanh = lyapunov_exponents(simulate(W, 300, "tanh", h0="random"), k=2, warmup=100)
+    assert tanh.verdict == "exploding (chaotic)"
