@@ -82,8 +82,11 @@ def test_command_modules_import_only_the_common_module_of_the_cli():
             assert set(cli) <= {"bpttlab.cli._common"}, (m, cli)
 
 
-@pytest.mark.parametrize("module", ["bpttlab", "bpttlab.store", "bpttlab.stats", "bpttlab.theory",
-                                    "bpttlab.dynamics", "bpttlab.specs", "bpttlab.cli"])  # fmt: skip
+LIGHT = ["bpttlab", "bpttlab.store", "bpttlab.stats", "bpttlab.theory", "bpttlab.dynamics",
+         "bpttlab.specs", "bpttlab.cli"]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", LIGHT)
 def test_light_modules_load_no_torch(module):
     code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
