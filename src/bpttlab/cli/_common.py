@@ -77,6 +77,7 @@ def seeds_option(n: int) -> Any:
         n, "--seeds", min=1, max=MAX_SEEDS, help="How many seeds: --seed .. --seed + N - 1."
     )
 
+
 TASK_HELP = (
     "Task with options: copy-bit, latch, adding, copy-memory, digits, agreement; e.g. "
     "copy-bit:noise=0.5, adding:variant=modern, digits:permuted=true."

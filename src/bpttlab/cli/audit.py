@@ -23,7 +23,6 @@ from bpttlab.cli._common import (
 __all__ = ["COMMANDS", "claims_markdown"]
 
 
-
 def claims_markdown(rows: list[dict[str, Any]]) -> str:
     """The audit as a Markdown table (the README's claims section)."""
     lines = ["| id | the lesson says | bpttlab measures | verdict | reproduce |",
