@@ -2,8 +2,11 @@
 
 For nn.RNN / nn.LSTM / nn.GRU (one layer, input size H, loss at the last step) at each
 (T, B, H), in one run and interleaved: the plain fused forward + backward, ``gradient_profile``
-with its automatic method (the other method in the next column), and the slow unrolled loop with
-``retain_grad()`` (bpttlab/testing/unrolled.py). Times are medians; ratios are to the plain run.
+with ``method="auto"`` and with each exact method (``fused``, not exact for GRU; ``unrolled``;
+``replay``), and for the smaller sizes the slow unrolled loop with ``retain_grad()``
+(bpttlab/testing/unrolled.py). Times are medians; ratios are to the plain run. The raw times go
+to a JSON file beside the table (``--out``), so that a table can be re-rendered without
+re-running.
 
     python benchmarks/bench_probe.py [--quick] [--repeats N] [--out benchmarks/probe_table.md]
 """
@@ -17,6 +20,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -28,11 +32,22 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from bpttlab.probe import gradient_profile  # noqa: E402
+from bpttlab.probe import choose_method, gradient_profile  # noqa: E402
 from bpttlab.testing.unrolled import unrolled_rnn  # noqa: E402
 
-SIZES = [(50, 256, 32), (200, 64, 128), (1000, 32, 64)]
+# (T, B, H): H up to 512, T up to 1000; B shrinks as H grows so that one cell stays minutes
+SIZES = [
+    (50, 256, 32),
+    (200, 64, 128),
+    (1000, 32, 64),
+    (200, 32, 256),
+    (200, 16, 512),
+    (1000, 16, 256),
+    (1000, 8, 512),
+]
+REF_UNTIL = 3  # the retain_grad() loop only for the first sizes (it is the slowest column)
 MODULES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+METHODS = ("fused", "unrolled", "replay")
 
 
 def loss_fn(out: Any) -> Tensor:
@@ -51,57 +66,90 @@ def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
-def _columns(m: nn.RNNBase, x: Tensor, other: str | None) -> dict[str, Callable[[], object]]:
+def _columns(arch: str, m: nn.RNNBase, x: Tensor, ref: bool) -> dict[str, Callable[[], object]]:
     fns: dict[str, Callable[[], object]] = {
         "plain": lambda: loss_fn(m(x)).backward(),
         "auto": lambda: gradient_profile(m, x, loss_fn),
-        "ref": lambda: unrolled_rnn(m, x, loss_fn),
     }
-    if other is not None:
-        fns["other"] = lambda: gradient_profile(m, x, loss_fn, method=other)
+    for method in METHODS:
+        if not (arch == "gru" and method == "fused"):  # GRU: no exact fused probe
+            fns[method] = lambda method=method: gradient_profile(m, x, loss_fn, method=method)
+    if ref:
+        fns["ref"] = lambda: unrolled_rnn(m, x, loss_fn)
     return fns
 
 
-def run(sizes: list[tuple[int, int, int]], repeats: int) -> str:
-    rows = [
-        "| arch | T | B | H | plain fwd+bwd (ms) | profile (ms) | profile / plain | method "
-        "| other method / plain | unrolled retain_grad / plain |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
-    ]
-    for T, B, H in sizes:
+def measure(sizes: list[tuple[int, int, int]], repeats: int, raw: Path | None) -> list[dict]:
+    rows: list[dict[str, Any]] = []
+    for i, (T, B, H) in enumerate(sizes):
         for arch, cls in MODULES.items():
             torch.manual_seed(0)
             m, x = cls(H, H), torch.randn(T, B, H)
-            auto = "unrolled" if arch == "gru" else "fused"
-            other = "fused" if auto == "unrolled" else "unrolled"
-            fns = _columns(m, x, None if arch == "gru" else other)  # GRU: no exact fused probe
-            ms = _median_ms(fns, repeats)
-            p = ms["plain"]
-            o = f"{ms['other'] / p:.2f}x ({other})" if "other" in ms else "n/a"
-            rows.append(
-                f"| {arch} | {T} | {B} | {H} | {p:.1f} | {ms['auto']:.1f} | "
-                f"**{ms['auto'] / p:.2f}x** | {auto} | {o} | {ms['ref'] / p:.1f}x |"
-            )
-            print(rows[-1], file=sys.stderr, flush=True)
-    env = (
+            # fewer repeats where one call takes seconds: the spread is small there
+            start = time.perf_counter()
+            loss_fn(m(x)).backward()
+            once = time.perf_counter() - start
+            reps = repeats if once < 0.5 else max(3, repeats // 2) if once < 3 else 3
+            ms = _median_ms(_columns(arch, m, x, i < REF_UNTIL), reps)
+            rows.append({"arch": arch, "T": T, "B": B, "H": H, "repeats": reps, "ms": ms,
+                         "auto": choose_method(m, x)})  # fmt: skip
+            print(_row(rows[-1]), file=sys.stderr, flush=True)
+            if raw is not None:
+                raw.write_text(json.dumps({"env": environment(repeats), "rows": rows}, indent=1))
+    return rows
+
+
+def _row(r: dict[str, Any]) -> str:
+    ms = r["ms"]
+    p = ms["plain"]
+
+    def ratio(k: str) -> str:
+        return f"{ms[k] / p:.2f}x" if k in ms else "n/a"
+
+    best = min((k for k in METHODS if k in ms), key=lambda k: ms[k])
+    return (
+        f"| {r['arch']} | {r['T']} | {r['B']} | {r['H']} | {p:.1f} | **{ratio('auto')}** | "
+        f"{r['auto']} | {ratio('fused')} | {ratio('unrolled')} | {ratio('replay')} | {best} | "
+        f"{ratio('ref') if 'ref' in ms else '—'} |"
+    )
+
+
+def environment(repeats: int) -> str:
+    return (
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{platform.processor() or platform.machine()}, OMP_WAIT_POLICY="
-        f"{os.environ.get('OMP_WAIT_POLICY')}, median of {repeats} interleaved runs"
+        f"{os.environ.get('OMP_WAIT_POLICY')}, median of up to {repeats} interleaved runs"
     )
-    return "\n".join(rows) + f"\n\n{env}\n"
+
+
+def table(rows: list[dict[str, Any]], env: str) -> str:
+    head = [
+        "| arch | T | B | H | plain fwd+bwd (ms) | auto / plain | auto's method | fused / plain "
+        "| unrolled / plain | replay / plain | fastest | retain_grad loop / plain |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|",
+    ]
+    return "\n".join(head + [_row(r) for r in rows]) + f"\n\n{env}\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smallest size only, 2 repeats")
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per column (default 7)")
-    ap.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    ap.add_argument("--out", type=Path, help="also write the table there, raw times to .json")
+    ap.add_argument("--render", type=Path, help="only render the table from a raw .json file")
     args = ap.parse_args()
+    if args.render:
+        data = json.loads(args.render.read_text())
+        print(table(data["rows"], data["env"]))
+        return
     torch.set_num_threads(2)
-    table = run(SIZES[:1] if args.quick else SIZES, 2 if args.quick else args.repeats)
-    print(table)
+    repeats = 2 if args.quick else args.repeats
+    raw = args.out.with_suffix(".json") if args.out else None
+    rows = measure(SIZES[:1] if args.quick else SIZES, repeats, raw)
+    text = table(rows, environment(repeats))
+    print(text)
     if args.out:
-        args.out.write_text(table)
+        args.out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -281,9 +281,12 @@ class FusedProbe:
         return G, None  # (T+1, B, Hout)
 
     def _unrolled_layer(self, layer: int, inp: Tensor, h0: Tensor, c0: Tensor | None) -> tuple:
-        """One ``torch._VF`` cell call per step; ``h_t + p_t`` with ``p`` (T+1, B, H) zero."""
+        """One step at a time, ``h_t + p_t`` with ``p`` (T+1, B, H) zero. The input projection
+        of all steps is one product (RNN and LSTM: ``gi``), so a step is a single ``addmm``
+        and the activations (GRU: ``torch._VF.gru_cell``, which takes x_t itself)."""
         m = self.module
-        cell = {"RNN_TANH": _VF.rnn_tanh_cell, "RNN_RELU": _VF.rnn_relu_cell, "GRU": _VF.gru_cell}
+        elman = m.mode in ("RNN_TANH", "RNN_RELU")
+        act = torch.tanh if m.mode == "RNN_TANH" else torch.relu
         xs = inp.unbind(0)  # T x (B, I); unbind keeps the backward O(T)
         T, B = len(xs), inp.shape[1]
         outs, hn, cn = [], [], []
@@ -298,15 +301,21 @@ class FusedProbe:
             ph = Ph.unbind(0)
             h: Tensor = h0[d] + ph[0]
             c: Any = c0[d] + Pc[0] if c0 is not None and Pc is not None else None
-            if Pc is not None:  # LSTM: the input projection of all steps at once
+            if elman:  # z_t = (W_ih x_t + b_ih + b_hh) + h W_hh^T: one addmm per step
+                b = w.b_ih + w.b_hh if w.b_ih is not None and w.b_hh is not None else None
+                gi = F.linear(inp, w.w_ih, b).unbind(0)  # T x (B, H)
+                w_hh_t = w.w_hh.t()  # (H, H)
+            elif Pc is not None:  # LSTM
                 gi = F.linear(inp, w.w_ih, w.b_ih).unbind(0)  # T x (B, 4H)
                 pc = Pc.unbind(0)
             seq = []
             for i, t in enumerate(range(T) if d == 0 else range(T - 1, -1, -1), start=1):
-                if Pc is not None:
+                if elman:
+                    h = act(torch.addmm(gi[t], h, w_hh_t))  # (B, H)
+                elif Pc is not None:
                     h, c = lstm_step(gi[t], h, c, pc[i], w)
                 else:
-                    h = cell[m.mode](xs[t], h, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
+                    h = _VF.gru_cell(xs[t], h, w.w_ih, w.w_hh, w.b_ih, w.b_hh)
                 h = h + ph[i]
                 seq.append(h)
             outs.append(torch.stack(seq if d == 0 else seq[::-1]))  # (T, B, Hout)

@@ -142,11 +142,37 @@ class Profile:
 
 
 # ---------------------------------------------------------------- choosing a method
-def choose_method(module: nn.RNNBase, x: Tensor) -> str:
-    """The fastest exact method for ``module`` on the time-major input ``x`` (T, B, I).
+# LSTM on CPU: the per-step work B * Hout * 4H (multiply-adds of one step's recurrent product)
+# above which the unrolled loop costs less than the fused probe. The fused probe adds work in
+# proportion (a wider input product and its gradients: about +45% of a plain forward +
+# backward); the loop's extra is per step (Python, dispatch, autograd nodes, and products one
+# step wide), which large products hide. Calibrated on the development machine
+# (benchmarks/bench_probe.py, 2 cores); a threshold, not a timing, so that the method (and the
+# last bits of a profile) never depend on the machine's load.
+_CPU_LSTM_UNROLLED_ABOVE = 2**24
 
-    PLACEHOLDER"""
-    return "unrolled" if module.mode == "GRU" else "fused"
+
+def choose_method(module: nn.RNNBase, x: Tensor) -> str:
+    """The method ``method="auto"`` uses for ``module`` on the time-major input ``x`` (T, B, I):
+    the fastest exact one by the cost model above.
+
+    CPU: GRU "unrolled" (the fused probe is not exact for GRU, and CPU's nn.GRU runs per-step
+    ops anyway); LSTM "fused" (oneDNN) unless the per-step work exceeds the threshold; RNN
+    "fused" (the unrolled loop, one ``addmm`` per step after one input product, measures
+    faster at every size in bench_probe.py, but "fused" is the choice that the profiles stored
+    so far and the README's table were made with). CUDA (not measured yet): RNN and LSTM
+    "fused" (cuDNN with the probe beside the input), GRU "replay" (cuDNN untouched and the
+    recursion replayed: exact without the unrolled loop)."""
+    mode = module.mode
+    if x.device.type != "cpu":
+        return "replay" if mode == "GRU" else "fused"
+    if mode == "GRU":
+        return "unrolled"
+    if mode != "LSTM":
+        return "fused"
+    B, H = x.shape[1], module.hidden_size
+    Hout = getattr(module, "proj_size", 0) or H
+    return "unrolled" if B * Hout * 4 * H > _CPU_LSTM_UNROLLED_ABOVE else "fused"
 
 
 # ---------------------------------------------------------------- attaching probes
