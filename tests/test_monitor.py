@@ -368,6 +368,14 @@ def test_errors_name_what_to_do() -> None:
 def test_find_recurrent() -> None:
     lru = build("lru", IN, 8, 2)
     assert find_recurrent(lru) == {} and isinstance(lru.core, CellStack)
-    wrapped = nn.Sequential(nn.Linear(2, 2), lru)
+    wrapped = nn.Sequential(nn.Linear(IN, IN), lru)
     assert find_recurrent(wrapped) == {"rnn": lru.core}
     assert find_recurrent(GatedCellModel())["cell"].__class__ is nn.GRUCell
+    mon = GradientFlowMonitor(wrapped, every=1)  # a bpttlab cell model inside a larger module
+    x = torch.randn(B, T, IN)
+    with mon.step(0):
+        wrapped(x)[0][:, -1].sum().backward()
+    direct = gradient_profile(copy.deepcopy(lru), wrapped[0](x).detach(),
+                              lambda o: o[0][:, -1].sum())  # fmt: skip
+    assert mon.records[0]["method"] == "cell-hook"
+    np.testing.assert_allclose(mon.records[0]["norms"], direct.norms, rtol=1e-5)

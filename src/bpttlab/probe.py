@@ -16,9 +16,10 @@ benchmarks/bench_probe.py):
   grads of the layer's output and of ``h_n``) gives the total. One kernel call per layer (each
   layer has its own probe); the cost is a wider input GEMM and the kernel's input gradient. An
   LSTM's ``c_t`` stays inside the kernel: ``cell_norms`` is None.
-- ``unrolled`` (``nn.GRU``, RNN and LSTM): one step at a time, ``h_t + p_t``;
-  ``torch._VF.rnn_*_cell``/``gru_cell`` per step, and for LSTM an explicit step with a probe on
-  ``c_t`` before ``h_t = o_t tanh(c_t)``, so it also gives ``dL/dc_t``. GRU cannot use the
+- ``unrolled`` (``nn.GRU``, RNN and LSTM): one step at a time, ``h_t + p_t``; for RNN one
+  input product for all steps then ``f(addmm(.., h, W_hh^T))`` per step, for GRU
+  ``torch._VF.gru_cell`` per step, and for LSTM an explicit step with a probe on ``c_t``
+  before ``h_t = o_t tanh(c_t)``, so it also gives ``dL/dc_t``. GRU cannot use the
   fused trick: with ``a_n = W_in x + b_in + r_t * (W_hn h_{t-1} + b_hn)`` and
   ``h_t = (1 - z_t) n_t + z_t h_{t-1}``, the true ``dL/dh_{t-1}`` is
   ``W_hr^T da_r + W_hz^T da_z + W_hn^T (r_t * da_n) + z_t * dL/dh_t``, while an input-side
@@ -43,8 +44,10 @@ floating-point rounding. ``attach`` / ``Probes`` split a profile into its two ha
 before the forward, read after the backward) for a loop that runs the forward and backward
 itself.
 
-Between layers, dropout (training mode, ``dropout > 0``) is applied with ``F.dropout``: the same
-distribution as the kernel's, a different random mask. PackedSequence input is not supported.
+Between layers, dropout (training mode, ``dropout > 0``) is applied with ``F.dropout``, one call
+per layer as the kernel makes it: on CPU the same draws, hence the same masks
+(tests/test_monitor.py checks it through replay's bitwise gradients). PackedSequence input is not
+supported.
 
 The loss is backpropagated once: every parameter's ``.grad`` is what ``loss.backward()`` would
 have given (accumulated onto any existing ``.grad``, as ``backward`` does). Norms are taken in
@@ -142,14 +145,16 @@ class Profile:
 
 
 # ---------------------------------------------------------------- choosing a method
-# LSTM on CPU: the per-step work B * Hout * 4H (multiply-adds of one step's recurrent product)
-# above which the unrolled loop costs less than the fused probe. The fused probe adds work in
-# proportion (a wider input product and its gradients: about +45% of a plain forward +
-# backward); the loop's extra is per step (Python, dispatch, autograd nodes, and products one
-# step wide), which large products hide. Calibrated on the development machine
-# (benchmarks/bench_probe.py, 2 cores); a threshold, not a timing, so that the method (and the
-# last bits of a profile) never depend on the machine's load.
-_CPU_LSTM_UNROLLED_ABOVE = 2**24
+# LSTM on CPU (benchmarks/bench_probe.py, torch 2.13, 2 cores): the fused probe rides on
+# oneDNN's LSTM and adds about +25-80% (a wider input product and its gradients); the unrolled
+# loop pays per step (Python, dispatch, autograd nodes, one-step-wide products), so it loses at
+# T = 50 (2-3x against the fused probe's 1.5x) but wins where oneDNN's training-mode LSTM falls
+# off a cliff: from about T = 160 a plain forward + backward costs 0.2-2 s more (B = 64,
+# H = 128: 93 ms at T = 150, 0.70 s at T = 170, 1.6 s at T = 190), and the loop, which avoids
+# oneDNN, runs at 0.75-1.3x of that plain call. A threshold, not a timing, so that the method
+# (and the last bits of a profile) never depend on the machine's load.
+_CPU_LSTM_UNROLLED_FROM_T = 160
+_CPU_LSTM_UNROLLED_FROM_WORK = 2**19  # B * Hout * 4H, multiply-adds of one step's product
 
 
 def choose_method(module: nn.RNNBase, x: Tensor) -> str:
@@ -157,7 +162,7 @@ def choose_method(module: nn.RNNBase, x: Tensor) -> str:
     the fastest exact one by the cost model above.
 
     CPU: GRU "unrolled" (the fused probe is not exact for GRU, and CPU's nn.GRU runs per-step
-    ops anyway); LSTM "fused" (oneDNN) unless the per-step work exceeds the threshold; RNN
+    ops anyway); LSTM "unrolled" from T = 160 with enough work per step, else "fused"; RNN
     "fused" (the unrolled loop, one ``addmm`` per step after one input product, measures
     faster at every size in bench_probe.py, but "fused" is the choice that the profiles stored
     so far and the README's table were made with). CUDA (not measured yet): RNN and LSTM
@@ -170,9 +175,12 @@ def choose_method(module: nn.RNNBase, x: Tensor) -> str:
         return "unrolled"
     if mode != "LSTM":
         return "fused"
-    B, H = x.shape[1], module.hidden_size
+    T, B, H = x.shape[0], x.shape[1], module.hidden_size
     Hout = getattr(module, "proj_size", 0) or H
-    return "unrolled" if B * Hout * 4 * H > _CPU_LSTM_UNROLLED_ABOVE else "fused"
+    long_and_wide = (
+        T >= _CPU_LSTM_UNROLLED_FROM_T and B * Hout * 4 * H >= _CPU_LSTM_UNROLLED_FROM_WORK
+    )
+    return "unrolled" if long_and_wide else "fused"
 
 
 # ---------------------------------------------------------------- attaching probes
@@ -204,9 +212,9 @@ class Probes:
     known); :meth:`reached` tells whether a backward has reached the probes; :meth:`profile`
     reads them after that backward."""
 
-    def __init__(self, method: str, L: int, D: int, collect: Callable[[], _Pairs],
+    def __init__(self, L: int, D: int, collect: Callable[[], _Pairs],
                  reached: Callable[[], bool], resolved: Callable[[], str]) -> None:  # fmt: skip
-        self._method, self.L, self.D = method, L, D
+        self.L, self.D = L, D
         self._collect, self._reached, self._resolved = collect, reached, resolved
 
     @property
@@ -255,7 +263,7 @@ def attach(
             for key, c in table.items():
                 probes[key] = CellProbe(c, reverse=key[1] == 1)
             yield Probes(
-                "cell-hook", L, D, lambda: {k: p.assemble() for k, p in probes.items()},
+                L, D, lambda: {k: p.assemble() for k, p in probes.items()},
                 lambda: any(p.reached() for p in probes.values()), lambda: "cell-hook",
             )  # fmt: skip
         finally:
@@ -279,8 +287,7 @@ def attach(
                 raise ValueError(f"the probed {module.mode} module was called {probe.calls} times")
             return {k: f() for k, f in probe.slots.items()}
 
-        yield Probes(probe.method, probe.L, probe.D, collect, probe.reached,
-                     lambda: probe.method)  # fmt: skip
+        yield Probes(probe.L, probe.D, collect, probe.reached, lambda: probe.method)
     finally:
         if saved is None:
             del module.forward
@@ -348,7 +355,7 @@ def gradient_profile(
         x: the input, in whatever layout ``model`` takes; bpttlab models take (B, T, I).
         loss_fn: maps the model's output to a scalar loss.
         h0: passed as ``model(x, h0)`` when given.
-        method: "auto" | "fused" | "unrolled"; see the module docstring.
+        method: "auto" | "fused" | "unrolled" | "replay"; see the module docstring.
         keep_grads: keep ``dL/dh`` (T+1, B, H) per (layer, direction) in ``Profile.grads``.
     """
     with torch.enable_grad(), attach(model, rnn=rnn, cell=cell, method=method) as probes:
