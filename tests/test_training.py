@@ -67,17 +67,18 @@ BAD = [
     ("lr", 0.0, "finite number > 0"),
     ("lr", math.nan, "finite number > 0"),
     ("lr", True, "finite number > 0"),
-    ("steps", 0, "int >= 1"),
-    ("steps", 1.5, "int >= 1"),
-    ("batch_size", 0, "int >= 1"),
+    ("steps", 0, r"int in \[1, 10000000\]"),
+    ("steps", 1.5, r"int in \[1, 10000000\]"),
+    ("batch_size", 0, r"int in \[1, 10000000\]"),
     ("clip", "l2", "none, norm, variable-norm, value"),
     ("clip_threshold", -1.0, "finite number > 0"),
     ("tbptt", 0, "int >= 1 or None"),
     ("eval_every", 0, "int >= 1 or None"),
-    ("eval_batches", None, "int >= 1"),
+    ("eval_batches", None, r"int in \[1, 10000000\]"),
     ("profile_every", -2, "int >= 1 or None"),
     ("seed", -1, r"\[0, 4294967295\]"),
     ("device", "tpu", "cpu, cuda"),
+    ("steps", 10**12, r"int in \[1, 10000000\]"),  # a typo, refused before training
     ("fixed_batch", "yes", "True or False"),
 ]
 
