@@ -163,7 +163,7 @@ def test_bpttlab_models_match_reference(arch: str, dtype: torch.dtype) -> None:
         m = copy.deepcopy(model)
         prof = gradient_profile(m, x, loss_fn, keep_grads=True)
         cells = ("rnn-sigmoid", "skip-rnn", "orthogonal-rnn", "lru")
-        expected = "cell-hook" if arch in cells else "unrolled" if arch == "gru" else "fused"
+        expected = "cell-hook" if arch in cells else "fused" if arch == "lstm" else "unrolled"
         assert prof.method == expected
         _check(prof, ref, m, dtype)
 

@@ -19,7 +19,13 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from bpttlab.models import RecurrentModel, build
 from bpttlab.tasks import Batch, FixedBatch, Task, get_task
-from bpttlab.training import TrainConfig, TrainResult, _loss_and_backward, train
+from bpttlab.training import (
+    TrainConfig,
+    TrainResult,
+    _loss_and_backward,
+    clip_gradients,
+    train,
+)
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}  # float64 comparisons
 
@@ -130,6 +136,39 @@ def test_clip_by_value_bounds_every_entry(optimizer_steps) -> None:
     assert result.clipped_grad_max_abs == pytest.approx(largest, rel=1e-12)
     assert max(result.clipped_grad_max_abs) == 1.0  # some entries were clamped
     assert result.clipped_grad_norm[0] < result.grad_norm[0] / 10
+
+
+def _grads(*values: list[float]) -> list[nn.Parameter]:
+    params = [nn.Parameter(torch.zeros(len(v), dtype=torch.float64)) for v in values]
+    for p, v in zip(params, values, strict=True):
+        p.grad = torch.tensor(v, dtype=torch.float64)
+    return params
+
+
+def test_clip_gradients_by_each_rule_closed_form() -> None:
+    # g = ([3, 4], [0, 12]): norms 5 and 12, total 13
+    p = _grads([3.0, 4.0], [0.0, 12.0])
+    clip_gradients(p, "norm", 1.3)  # one factor for all: 1.3 / 13 (torch adds 1e-6 to 13)
+    for got, want in zip(p, ([0.3, 0.4], [0.0, 1.2]), strict=True):
+        torch.testing.assert_close(
+            got.grad, torch.tensor(want, dtype=torch.float64), rtol=1e-6, atol=0
+        )
+    p = _grads([3.0, 4.0], [0.0, 12.0])
+    clip_gradients(p, "variable-norm", 6.0)  # each by its own norm: 5 < 6 stays, 12 -> 6
+    torch.testing.assert_close(p[0].grad, torch.tensor([3.0, 4.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        p[1].grad, torch.tensor([0.0, 6.0], dtype=torch.float64), rtol=1e-6, atol=0
+    )
+    p = _grads([3.0, -4.0], [0.5, 12.0])
+    clip_gradients(p, "value", 2.0)
+    assert p[0].grad.tolist() == [2.0, -2.0] and p[1].grad.tolist() == [0.5, 2.0]
+    p = _grads([3.0, 4.0])
+    clip_gradients(p, "none", 1.0)
+    assert p[0].grad.tolist() == [3.0, 4.0]
+    with pytest.raises(ValueError, match="clip='l2' is not allowed"):
+        clip_gradients(p, "l2", 1.0)
+    with pytest.raises(ValueError, match="threshold=0.0 is not allowed"):
+        clip_gradients(p, "norm", 0.0)
 
 
 # ---------------------------------------------------------------- divergence

@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
         "experiments",
     ),  # fmt: skip
     **dict.fromkeys(("ARCHS", "build", "parse_arch"), "models"),
+    "GradientFlowMonitor": "monitor",
     **dict.fromkeys(("Profile", "gradient_profile"), "probe"),
     **dict.fromkeys(("T50", "bootstrap_mean", "fit_t50", "wilson"), "stats"),
     "Store": "store",
@@ -46,7 +47,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ("activation_derivative", "budget", "decay", "make_matrix", "spectrum"), "theory"
     ),
-    **dict.fromkeys(("TrainConfig", "TrainResult", "train"), "training"),
+    **dict.fromkeys(("TrainConfig", "TrainResult", "clip_gradients", "train"), "training"),
     "load_matrix": "weights",
 }
 
@@ -58,6 +59,7 @@ __all__ = [
     "DecayConfig",
     "Diagnosis",
     "DuelConfig",
+    "GradientFlowMonitor",
     "Profile",
     "RunConfig",
     "Store",
@@ -71,6 +73,7 @@ __all__ = [
     "budget",
     "build",
     "cliff",
+    "clip_gradients",
     "clipping_demo",
     "decay",
     "decay_vs_length",
@@ -125,11 +128,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; nothing is imported at run
         tbptt_sweep,
     )
     from bpttlab.models import ARCHS, build, parse_arch
+    from bpttlab.monitor import GradientFlowMonitor
     from bpttlab.probe import Profile, gradient_profile
     from bpttlab.stats import T50, bootstrap_mean, fit_t50, wilson
     from bpttlab.store import Store
     from bpttlab.sweep import run_many
     from bpttlab.tasks import TASKS, get_task
     from bpttlab.theory import activation_derivative, budget, decay, make_matrix, spectrum
-    from bpttlab.training import TrainConfig, TrainResult, train
+    from bpttlab.training import TrainConfig, TrainResult, clip_gradients, train
     from bpttlab.weights import load_matrix

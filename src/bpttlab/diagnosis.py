@@ -115,7 +115,12 @@ def inspect_model(
 ) -> dict[str, Any]:
     """What the advice looks at: ``kind`` (rnn, lstm, gru, lru, custom), ``activation``,
     ``spectral_radius`` (largest over layers and directions of an Elman ``W_hh``; for lru the
-    largest ``|lambda|``) and ``forget_bias`` (LSTM: mean of ``b_ih + b_hh`` over the f gate)."""
+    largest ``|lambda|``) and ``forget_bias`` (LSTM: mean of ``b_ih + b_hh`` over the f gate).
+    A model with a ``bpttlab_facts()`` method (e.g. ``integrations.keras.KerasRecurrent``)
+    describes itself: its dict is used as it is."""
+    describe = getattr(model, "bpttlab_facts", None)
+    if callable(describe):
+        return dict(describe())
     core = getattr(model, "core", None)
     module = rnn if rnn is not None else model if isinstance(model, nn.RNNBase) else core
     facts: dict[str, Any] = {"kind": "custom"}
@@ -250,10 +255,12 @@ def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
 
 
 def diagnose_profile(
-    profile: Profile, model: nn.Module | None = None, *, rnn: Any = None, cell: Any = None
-) -> Diagnosis:
+    profile: Profile, model: nn.Module | None = None, *, rnn: Any = None, cell: Any = None,
+    facts: dict[str, Any] | None = None,
+) -> Diagnosis:  # fmt: skip
     """Diagnose a profile; ``model`` (and ``rnn``/``cell`` as given to the probe) add advice
-    that follows from its weights."""
+    that follows from its weights. ``facts`` replaces what :func:`inspect_model` would read
+    (its keys), for a model it cannot look into (e.g. a Keras layer)."""
     norms, T = profile.norms, profile.T
     rate, r2 = _fit(norms)
     ref = norms[T] if norms[T] > 0 else float(np.nanmax(norms))
@@ -279,7 +286,8 @@ def diagnose_profile(
         else None,
         "horizon_float32_fit": math.log(FLOAT32_SMALLEST / ref) / rate if shrinking else None,  # type: ignore[operator]
     }
-    facts = inspect_model(model, rnn, cell) if model is not None or rnn is not None else {}
+    if facts is None:
+        facts = inspect_model(model, rnn, cell) if model is not None or rnn is not None else {}
     return Diagnosis(**d, advice=tuple(_advice(d, facts)), facts=facts)
 
 

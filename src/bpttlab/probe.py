@@ -163,18 +163,17 @@ def choose_method(module: nn.RNNBase, x: Tensor) -> str:
 
     CPU: GRU "unrolled" (the fused probe is not exact for GRU, and CPU's nn.GRU runs per-step
     ops anyway); LSTM "unrolled" from T = 160 with enough work per step, else "fused"; RNN
-    "fused" (the unrolled loop, one ``addmm`` per step after one input product, measures
-    faster at every size in bench_probe.py, but "fused" is the choice that the profiles stored
-    so far and the README's table were made with). CUDA (not measured yet): RNN and LSTM
-    "fused" (cuDNN with the probe beside the input), GRU "replay" (cuDNN untouched and the
-    recursion replayed: exact without the unrolled loop)."""
+    "unrolled" (one input product, then one ``addmm`` per step: faster than the fused probe at
+    every size in bench_probe.py, and equal to it to rounding). CUDA (not measured yet): RNN
+    and LSTM "fused" (cuDNN with the probe beside the input), GRU "replay" (cuDNN untouched
+    and the recursion replayed: exact without the unrolled loop)."""
     mode = module.mode
     if x.device.type != "cpu":
         return "replay" if mode == "GRU" else "fused"
     if mode == "GRU":
         return "unrolled"
     if mode != "LSTM":
-        return "fused"
+        return "unrolled"
     T, B, H = x.shape[0], x.shape[1], module.hidden_size
     Hout = getattr(module, "proj_size", 0) or H
     long_and_wide = (

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "check_tbptt",
+    "clip_gradients",
     "evaluate",
     "train",
 ]
@@ -63,6 +64,27 @@ MAX_STEPS = 10_000_000  # more optimiser steps than any run here needs: a larger
 # Not seed + 2**32: the CPU generator keeps only the low 32 bits of a seed.
 _EVAL_SEED = 0x5EED5EED
 State = Tensor | tuple[Tensor, Tensor]
+
+
+def clip_gradients(params: Iterable[Tensor], rule: str, threshold: float) -> None:
+    """Clip the ``.grad`` of ``params`` in place by ``rule`` (one of :data:`CLIPS`), as
+    :func:`train` does between the backward and the optimiser step.
+
+    "norm" rescales the whole gradient to total norm <= ``threshold`` (``clip_grad_norm_``,
+    Keras's ``global_clipnorm``); "variable-norm" rescales each parameter's gradient by its own
+    norm (Keras 3's ``clipnorm``); "value" clamps every entry to ``[-threshold, threshold]``
+    (``clipvalue``); "none" leaves them. Parameters without a ``.grad`` are skipped."""
+    check_choice("clip", rule, CLIPS)
+    if not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold={threshold!r} is not allowed: use a finite number > 0")
+    params = [p for p in params if p.grad is not None]
+    if rule == "norm":  # against exploding gradients (Pascanu, Mikolov & Bengio 2013)
+        torch.nn.utils.clip_grad_norm_(params, threshold)
+    elif rule == "variable-norm":
+        for p in params:
+            torch.nn.utils.clip_grad_norm_([p], threshold)
+    elif rule == "value":
+        torch.nn.utils.clip_grad_value_(params, threshold)
 
 
 @dataclass(frozen=True)
@@ -332,13 +354,7 @@ def train(
                 log["clipped_grad_max_abs"].append(math.nan)
                 break
 
-            if config.clip == "norm":  # rescale g to norm <= threshold: against exploding gradients
-                torch.nn.utils.clip_grad_norm_(params, config.clip_threshold)
-            elif config.clip == "variable-norm":  # each parameter on its own, as Keras's clipnorm
-                for p in params:
-                    torch.nn.utils.clip_grad_norm_([p], config.clip_threshold)
-            elif config.clip == "value":  # clamp every entry to [-threshold, threshold]
-                torch.nn.utils.clip_grad_value_(params, config.clip_threshold)
+            clip_gradients(params, config.clip, config.clip_threshold)
             log["clipped_grad_norm"].append(_grad_norm(params))
             log["clipped_grad_max_abs"].append(_grad_max_abs(params))
             optimizer.step()

@@ -125,6 +125,20 @@ def test_routing_is_undone_after_an_exception() -> None:
     assert "call" not in vars(layer.cell) and layer.use_cudnn == "auto"
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_layer_facts_of_a_simple_rnn_are_its_recurrent_kernels(activation: str) -> None:
+    model = keras.Sequential(
+        [keras.Input((T, IN)), keras.layers.SimpleRNN(H, activation=activation)]
+    )
+    w = torch.as_tensor(model.layers[0].cell.recurrent_kernel.value).detach().double()
+    facts = bk.layer_facts(model)
+    assert facts["kind"] == "rnn" and facts["activation"] == activation
+    assert facts["spectral_radius"] == pytest.approx(float(np.abs(np.linalg.eigvals(w)).max()))
+    assert bk.KerasRecurrent(model).bpttlab_facts() == facts
+    gru = keras.Sequential([keras.Input((T, IN)), keras.layers.GRU(H)])
+    assert bk.layer_facts(gru) == {"kind": "gru"}
+
+
 def test_layer_must_be_found_or_named() -> None:
     two = keras.Sequential([keras.Input((T, IN)), keras.layers.LSTM(H, return_sequences=True),
                             keras.layers.GRU(H)])  # fmt: skip
@@ -145,6 +159,8 @@ def test_l3_model_is_the_lessons_and_is_diagnosed() -> None:
     tokens, target = bk.l3_batch(seed=0)
     d = bk.diagnose(model, tokens, bk.l3_loss(target))
     assert d.T == 50 and d.verdict == "vanishing" and 1e-6 < d.ratio < 1e-4
+    # unit_forget_bias=True (Keras's default) starts the f gate's bias at 1
+    assert d.facts == {"kind": "lstm", "forget_bias": 1.0}
     measured, verdict, conditions = bk.audit("the L3 model")
     assert verdict == "does not hold" and f"{d.ratio:.3g}" in measured and "vanishing" in measured
 
@@ -225,3 +241,4 @@ def test_cli_diagnoses_the_example_model() -> None:
     doc = json.loads(res.stdout)
     assert doc["length"] == 50 and doc["method"] == "cell-hook"
     assert doc["diagnosis"]["verdict"] == "vanishing"
+    assert doc["diagnosis"]["facts"] == {"kind": "lstm", "forget_bias": 1.0}

@@ -75,6 +75,7 @@ import keras  # noqa: E402  (the keras extra, after the backend check)
 from bpttlab.diagnosis import Diagnosis, diagnose_profile  # noqa: E402
 from bpttlab.probe import Profile  # noqa: E402
 from bpttlab.probe import gradient_profile as _torch_profile  # noqa: E402
+from bpttlab.training import clip_gradients  # noqa: E402
 
 __all__ = [
     "KerasRecurrent",
@@ -83,6 +84,7 @@ __all__ = [
     "diagnose",
     "find_layer",
     "gradient_profile",
+    "layer_facts",
     "l3_batch",
     "l3_loss",
 ]
@@ -149,6 +151,10 @@ class KerasRecurrent(nn.Module):
         self.prepare = prepare
         self.cell = _CellShim(self.layer.cell.call)
 
+    def bpttlab_facts(self) -> dict[str, Any]:
+        """The layer's facts for ``diagnosis.inspect_model`` (:func:`layer_facts`)."""
+        return layer_facts(self.layer)
+
     def forward(self, x: Tensor) -> Any:
         inputs = self.prepare(x) if self.prepare is not None else x
         with self._routed():
@@ -193,9 +199,34 @@ def gradient_profile(
     return _torch_profile(adapter, x, loss_fn, cell=adapter.cell, keep_grads=keep_grads)
 
 
+def layer_facts(layer: Any) -> dict[str, Any]:
+    """What ``diagnosis.inspect_model`` reads from a torch module, read from a Keras
+    SimpleRNN/LSTM/GRU layer: ``kind``, and ``activation`` and ``spectral_radius`` (of the
+    recurrent kernel) for SimpleRNN, ``forget_bias`` (mean of the f gate's bias) for LSTM."""
+    layer = find_layer(layer)
+    cell = layer.cell
+    if isinstance(layer, keras.layers.LSTM):
+        units = cell.units
+        bias = getattr(cell, "bias", None)  # Keras orders the gates i, f, c, o
+        fb = (
+            0.0
+            if bias is None
+            else float(torch.as_tensor(bias.value).detach()[units : 2 * units].mean())
+        )
+        return {"kind": "lstm", "forget_bias": fb}
+    if isinstance(layer, keras.layers.GRU):
+        return {"kind": "gru"}
+    w = torch.as_tensor(cell.recurrent_kernel.value).detach().double()
+    activation = getattr(cell.activation, "__name__", str(cell.activation))
+    radius = float(torch.linalg.eigvals(w).abs().max())
+    return {"kind": "rnn", "activation": activation, "spectral_radius": radius}
+
+
 def diagnose(model: Any, x: Any, loss_fn: Callable[[Any], Tensor], **kw: Any) -> Diagnosis:
-    """:func:`gradient_profile` then ``diagnosis.diagnose_profile``."""
-    return diagnose_profile(gradient_profile(model, x, loss_fn, **kw))
+    """:func:`gradient_profile` then ``diagnosis.diagnose_profile``, with the layer's facts
+    (:func:`layer_facts`) for the advice."""
+    layer = kw.get("layer") or find_layer(model)
+    return diagnose_profile(gradient_profile(model, x, loss_fn, **kw), facts=layer_facts(layer))
 
 
 # ---------------------------------------------------------------- the L3 lesson's model
@@ -250,16 +281,11 @@ def audit(what: str) -> tuple[str, str, str]:
 
 
 def _clip_like_training(grads: list[Tensor], rule: str, threshold: float) -> list[Tensor]:
-    """bpttlab's ``training.train`` clipping, the same torch calls on copies of ``grads``:
-    "norm" is ``clip_grad_norm_(params, t)``, "variable-norm" the same for each parameter."""
+    """``training.clip_gradients`` (what ``train`` does) applied to copies of ``grads``."""
     params = [nn.Parameter(torch.zeros_like(g)) for g in grads]
     for p, g in zip(params, grads, strict=True):
         p.grad = g.clone()
-    if rule == "norm":
-        nn.utils.clip_grad_norm_(params, threshold)
-    else:
-        for p in params:
-            nn.utils.clip_grad_norm_([p], threshold)
+    clip_gradients(params, rule, threshold)
     return [p.grad for p in params]  # type: ignore[misc]
 
 
@@ -347,7 +373,7 @@ def _l3_model() -> tuple[str, str, str]:
     model = build_l3_model("float64", seed=0)
     tokens, target = l3_batch(seed=0)
     prof = gradient_profile(model, tokens, l3_loss(target))
-    d = diagnose_profile(prof)
+    d = diagnose_profile(prof, facts=layer_facts(model))
     horizon = f"{d.horizon} steps back" if d.horizon is not None else f"beyond {prof.T}"
     rate = "none" if d.rate_per_step is None else f"{d.rate_per_step:+.3f} per step " \
         f"(x{math.exp(d.rate_per_step):.3g})"  # fmt: skip
