@@ -3,6 +3,8 @@ the store answering repeated runs, and one-line errors."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from bpttlab.experiments import Budget, CliffConfig, _runs, cliff
@@ -123,3 +125,32 @@ def test_tbptt_json(capsys, tmp_path):
 )
 def test_experiment_bad_input(capsys, tmp_path, args, named):
     assert named in run_error(capsys, *args, *_db(tmp_path))
+
+
+def test_t50_line_prints_a_runaway_bootstrap_bound_as_past_the_grid():
+    from bpttlab.cli.experiments import t50_line
+
+    t = {"status": "inconclusive", "estimate": 80.1, "low": 27.6, "high": 1.54e41,
+         "statement": "succeeds at 4 in 6/6, at 32 in 4/6"}  # fmt: skip
+    line = t50_line("k=8", t)
+    assert line == ("cliff of k=8: inconclusive at this budget (T50 ~ 80.1, interval 27.6 to "
+                    "> 320); succeeds at 4 in 6/6, at 32 in 4/6")  # fmt: skip
+    found = dict(t, status="found", estimate=30.9, low=20.0, high=50.0)
+    assert "T50 = 30.9 (95% interval 20-50)" in t50_line("lstm", found)
+    below = dict(t, status="inconclusive", estimate=0.01, low=1e-9, high=3.0)
+    assert "T50 ~ < 0.4, interval < 0.4 to 3" in t50_line("x", below)
+
+
+def test_cli_tables_wrap_long_cells_and_never_cut_a_number():
+    from rich.console import Console
+
+    from bpttlab.cli._common import Table
+
+    t = Table()
+    t.add_column("ratio at end", justify="right")
+    t.add_row("3.24e+05 (1.66e+05–8.89e+05)")
+    console = Console(width=20, record=True, file=io.StringIO())
+    console.print(t)
+    text = console.export_text()
+    assert "…" not in text
+    assert "".join(ch for ch in text if ch not in "│ \n─┏┓┗┛┃━┡┩└┘").count("8.89e+05") == 1

@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table as _RichTable
 
 from bpttlab._util import ConfigError, dumps, sci
 
@@ -32,6 +33,7 @@ __all__ = [
     "LIST_OPTIONS",
     "SEED_OPT",
     "TASK_HELP",
+    "Table",
     "WORKERS_OPT",
     "bad",
     "check_positive",
@@ -49,6 +51,17 @@ __all__ = [
 ]
 
 out = Console(highlight=False, soft_wrap=True)
+
+
+class Table(_RichTable):
+    """A rich table that never cuts a number short: a cell too wide for a narrow terminal wraps
+    onto the next line (``overflow="fold"``) instead of ending in "…"."""
+
+    def add_column(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("overflow", "fold")
+        super().add_column(*args, **kwargs)
+
+
 err = Console(stderr=True, highlight=False)
 
 # Options whose value is a list: argv tokens after them are joined until the next option.

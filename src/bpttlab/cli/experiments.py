@@ -8,11 +8,12 @@ interrupted command resumes where it stopped and a repeated one reads its number
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from bpttlab.cli._common import (
     ARCH_HELP,
@@ -23,6 +24,7 @@ from bpttlab.cli._common import (
     SEED_OPT,
     TASK_HELP,
     WORKERS_OPT,
+    Table,
     bad,
     device,
     emit_json,
@@ -65,12 +67,12 @@ def _interval(low: float | None, high: float | None, digits: int = 2) -> str:
     return f" [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def _median_range(m: dict[str, float | None]) -> str:
+def _median_range(m: dict[str, float | None], sep: str = " ") -> str:
     if m["median"] is None:
         return "—"
     if m["min"] == m["max"]:
         return sci(m["median"])
-    return f"{sci(m['median'])} ({sci(m['min'])}–{sci(m['max'])})"
+    return f"{sci(m['median'])}{sep}({sci(m['min'])}–{sci(m['max'])})"
 
 
 def _seed_text(seeds: list[int]) -> str:
@@ -90,22 +92,36 @@ def _budget_line(b: dict[str, Any]) -> str:
     )
 
 
-def t50_line(label: str, t: dict[str, Any]) -> str:
-    """One series' cliff as the command prints it (``stats.fit_t50``'s statuses)."""
+def _t50_number(t: dict[str, Any]) -> Callable[[float | None], str]:
+    """How a series' T50 figures print: 3 digits, and a bootstrap bound more than 10x past the
+    grid (a resample whose fitted curve is almost flat) as "> 10x the longest length"."""
+    grid = [int(v) for v in re.findall(r"at (\d+) in", t["statement"])] or [1]
+    top, bottom = 10 * max(grid), min(grid) / 10
 
     def num(v: float | None) -> str:
-        return "—" if v is None else f"{v:.3g}"
+        if v is None:
+            return "—"
+        return f"> {top:g}" if v > top else f"< {bottom:g}" if v < bottom else f"{v:.3g}"
 
+    return num
+
+
+def t50_line(label: str, t: dict[str, Any]) -> str:
+    """One series' cliff as the command prints it (``stats.fit_t50``'s statuses)."""
+    num = _t50_number(t)
+
+    low, high = num(t["low"]), num(t["high"])
+    span = f"{low} to {high}" if high.startswith(">") or low.startswith("<") else f"{low}-{high}"
     status = t["status"]
     if status == "found":
-        head = f"T50 = {num(t['estimate'])} (95% interval {num(t['low'])}-{num(t['high'])})"
+        head = f"T50 = {num(t['estimate'])} (95% interval {span})"
     elif status == "beyond grid":
         head = f"beyond the grid (T50 > {num(t['low'])})"
     elif status == "below grid":
         head = f"below the grid (T50 < {num(t['high'])})"
     else:
         head = "inconclusive at this budget" + (
-            f" (T50 ~ {num(t['estimate'])}, interval {num(t['low'])}-{num(t['high'])})"
+            f" (T50 ~ {num(t['estimate'])}, interval {span})"
             if t["estimate"] is not None else "")  # fmt: skip
     return f"cliff of {label}: {head}; {t['statement']}"
 
@@ -358,19 +374,17 @@ def clipping(
                                                 address)).to_dict()  # fmt: skip
     if as_json:
         return emit_json(doc)
-    t = Table(title=f"gradient clipping against exploding and vanishing gradients, {seeds} seeds")
-    for c in ("case", "clip", "diverged", "||dL/dh0||/||dL/dhT|| start", "end (range)",
-              "accuracy [95%]"):  # fmt: skip
+    t = Table(title=f"gradient clipping against exploding and vanishing gradients, {seeds} seeds",
+              caption="ratio: ||dL/dh_0|| / ||dL/dh_T||, median (range)",
+              pad_edge=False)  # fmt: skip
+    for c in ("case", "clip", "diverged", "ratio at start", "ratio at end", "accuracy [95%]"):
         t.add_column(c, justify="right")
     for r in doc["rows"]:
-        acc = (
-            "—"
-            if r["accuracy_mean"] is None
-            else (f"{r['accuracy_mean']:.3f}{_interval(r['accuracy_low'], r['accuracy_high'], 3)}")
-        )
+        interval = _interval(r["accuracy_low"], r["accuracy_high"], 3).strip()
+        acc = "—" if r["accuracy_mean"] is None else f"{r['accuracy_mean']:.3f}\n{interval}"
         t.add_row(r["case"], r["clip"], f"{r['diverged']}/{r['seeds']}",
-                  _median_range(r["grad_h0_ratio_init"]), _median_range(r["grad_h0_ratio"]),
-                  acc)  # fmt: skip
+                  _median_range(r["grad_h0_ratio_init"], "\n"),
+                  _median_range(r["grad_h0_ratio"], "\n"), acc)  # fmt: skip
     out.print(t)
 
 
@@ -408,10 +422,9 @@ def tbptt(
     for c in ("window k", "T50 [95%]", "status", "seeds that learn it, by T"):
         t.add_column(c, justify="right")
     for k, t50 in sorted(doc["t50"].items(), key=lambda kv: int(kv[0])):
-        est = "—" if t50["estimate"] is None else f"{t50['estimate']:.3g}"
-        low = "—" if t50["low"] is None else f"{t50['low']:.3g}"
-        high = "—" if t50["high"] is None else f"{t50['high']:.3g}"
-        t.add_row(k, f"{est} [{low}, {high}]", t50["status"],
+        num = _t50_number(t50)
+        t.add_row(k, f"{num(t50['estimate'])} [{num(t50['low'])}, {num(t50['high'])}]",
+                  t50["status"],
                   t50["statement"].removeprefix("succeeds "))  # fmt: skip
     out.print(t)
     out.print(_budget_line(doc["budget"]), markup=False)

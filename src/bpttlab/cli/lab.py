@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from bpttlab.cli._common import (
     ARCH_HELP,
@@ -18,6 +17,7 @@ from bpttlab.cli._common import (
     JSON_OPT,
     SEED_OPT,
     TASK_HELP,
+    Table,
     bad,
     device,
     emit_json,

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from bpttlab._util import progress
 from bpttlab.cli._common import (
     JSON_OPT,
     SEED_OPT,
+    Table,
     bad,
     check_positive,
     emit_json,
