@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Where torch comes from: empty = pip's own configuration. On Linux, PyPI's torch is the CUDA
+# build (GBs); TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU build instead.
+TORCH_INDEX ?=
 LINTED := src tests benchmarks $(wildcard examples) $(wildcard docs)
 
 .PHONY: demo test test-other-cpu bench lint install clean readme results claims campaign chromium
@@ -12,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch pinned exactly, first and as a constraint on every extra after it: a looser spec
 	# would pull the newest CUDA build (GBs).
-	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 

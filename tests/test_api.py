@@ -49,3 +49,13 @@ def test_top_level_diagnose_runs():
     model = bpttlab.build("rnn", 1, 8, 2)
     d = bpttlab.diagnose(model, torch.randn(4, 12, 1), lambda out: out[0][:, -1].sum())
     assert isinstance(d, bpttlab.Diagnosis) and d.T == 12
+
+
+def test_the_version_is_the_one_the_package_is_built_with():
+    import tomllib
+    from pathlib import Path
+
+    import bpttlab
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    assert bpttlab.__version__ == tomllib.loads(pyproject.read_text())["project"]["version"]

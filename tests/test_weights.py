@@ -43,6 +43,9 @@ def test_load_matrix_ambiguous_state_dict(tmp_path):
         load_matrix(tmp_path / "sd.pt")
     w = load_matrix(tmp_path / "sd.pt", key="weight_hh_l1")
     assert w.shape == (3, 3)
+    with pytest.raises(ValueError, match=r"key='nosuch'.*has no entry 'nosuch'; its entries: "
+                                         r"weight_ih_l0, weight_hh_l0"):  # fmt: skip
+        load_matrix(tmp_path / "sd.pt", key="nosuch")
 
 
 def test_key_without_a_state_dict_is_refused(tmp_path):

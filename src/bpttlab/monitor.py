@@ -37,6 +37,7 @@ import numpy as np
 from torch import nn
 
 from bpttlab._util import ConfigError, check_int, now
+from bpttlab.cells import CellStack
 from bpttlab.diagnosis import diagnose_profile
 from bpttlab.probe import METHODS, Probes, Profile, attach, find_recurrent
 from bpttlab.store import Store
@@ -55,6 +56,19 @@ def thin(T: int, max_points: int) -> np.ndarray:
 
 def _number(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def _check_part(
+    model: nn.Module, field: str, part: Any, kinds: tuple[type, ...], what: str
+) -> None:
+    """``rnn=``/``cell=`` must be a module of ``model`` of the right kind: hooks on anything
+    else would never fire."""
+    if part is None:
+        return
+    if not isinstance(part, kinds):
+        raise ConfigError(field, type(part).__name__, what)
+    if not any(m is part for m in model.modules()):
+        raise ConfigError(field, type(part).__name__, f"{what}; this one is not part of the model")
 
 
 class GradientFlowMonitor:
@@ -97,6 +111,17 @@ class GradientFlowMonitor:
         self.model = model
         if rnn is not None and cell is not None:
             raise ConfigError("cell", type(cell).__name__, "give rnn= or cell=, not both")
+        _check_part(model, "rnn", rnn, (nn.RNNBase, CellStack),
+                    "the model's own nn.RNN/LSTM/GRU module")  # fmt: skip
+        cells = [cell] if isinstance(cell, nn.Module) or cell is None else cell
+        if not isinstance(cells, Sequence):
+            raise ConfigError("cell", type(cell).__name__, "a module of the model, or a list")
+        for c in cells:
+            _check_part(model, "cell", c, (nn.Module,), "the model's own recurrent cell module(s)")
+        if store is not None and not isinstance(store, Store | str | Path):
+            raise ConfigError(
+                "store", type(store).__name__, "a Store or the path of an SQLite file"
+            )
         self.where: dict[str, Any] = (
             {"rnn": rnn} if rnn is not None else {"cell": cell} if cell is not None
             else find_recurrent(model)

@@ -69,6 +69,9 @@ def _load_object(ref: str, field_name: str) -> Any:
     if spec is None or spec.loader is None:
         raise ConfigError(field_name, ref, f"{path} cannot be loaded as Python")
     module = importlib.util.module_from_spec(spec)
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:  # as `python PATH.py` does: modules beside the file import
+        sys.path.insert(0, folder)
     with _user_code(field_name, ref, f"running {path}"):
         spec.loader.exec_module(module)
     if not hasattr(module, name):

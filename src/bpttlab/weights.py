@@ -29,8 +29,10 @@ def _read(path: Path, key: str | None) -> np.ndarray:
         raise ConfigError("weights", str(path), why) from None
     if isinstance(obj, dict):
         names = [key] if key else [k for k in obj if "weight_hh" in str(k)]
+        entries = ", ".join(map(str, obj)) or "none"
+        if key is not None and key not in obj:
+            raise ConfigError("key", key, f"{path} has no entry {key!r}; its entries: {entries}")
         if len(names) != 1 or names[0] not in obj:
-            entries = ", ".join(map(str, obj)) or "none"
             raise ConfigError("weights", str(path), "cannot tell which entry is W_hh; pass "
                               f"--key, one of: {entries}")  # fmt: skip
         obj = obj[names[0]]

@@ -198,6 +198,8 @@ def _check(args: list[str], code: int, out: str, err: str, command: str) -> None
     assert out == "", (args, out)  # under --json: nothing on stdout
     assert len(lines) == 1 and lines[0].startswith("bpttlab: error:"), (args, err)
     assert "Traceback" not in err, (args, err)
+    # typer's validator (pydantic) wording never reaches the user: the value and the rule do
+    assert "Input should be" not in lines[0] and "Value error," not in lines[0], lines[0]
     named = [o for o in _options(command) + ["--help"] if f"'{o}'" in lines[0] or o in lines[0]]
     assert named, (args, lines[0])  # the line names one of the command's options
 
@@ -290,3 +292,33 @@ def test_contradictions_name_both_options(capsys, tmp_path):
         assert main(args) == 2, args
         line = capsys.readouterr().err.strip()
         assert all(n in line for n in names), (args, line)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["walk", "--every", "0"], "Invalid value for '--every': '0' is not allowed: must be >= 1"),
+        (["duel", "--seeds=0"], "Invalid value for '--seeds': '0' is not allowed: must be >= 1"),
+        (["walk", "--mode", "foo"], "Invalid value for '--mode': 'foo' is not one of 'full'"),
+        (["decay", "-l", "abc"], "Invalid value for '--eigenvalue' / '-l': 'abc' is not allowed: "
+                                 "must be a valid number"),
+        ([], "a command is missing; 'bpttlab --help' lists them"),
+    ],
+)  # fmt: skip
+def test_validator_errors_show_the_value_and_the_rule(capsys, args, expected):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_output_folders_and_stores_that_cannot_be_are_refused_by_name(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["tour", "--out", str(blocker / "tour")]) == 2
+    assert "Invalid value for '--out'" in capsys.readouterr().err
+    assert main(["report", "--out", str(blocker / "r.html")]) == 2
+    assert "Invalid value for '--out'" in capsys.readouterr().err
+    missing = tmp_path / "typo.db"
+    assert main(["report", "--db", str(missing), "--out", str(tmp_path / "r.html")]) == 2
+    assert "Invalid value for '--db'" in capsys.readouterr().err
+    assert not missing.exists()  # a mistyped --db is not created as an empty store

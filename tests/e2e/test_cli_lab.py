@@ -300,3 +300,28 @@ def test_profile_T_is_the_sequence_length(capsys, tmp_path, task, length, T):
 def test_db_that_is_a_folder_exits_2(capsys, tmp_path):
     line = run_error(capsys, "profile", "--db", str(tmp_path), "--length", "3")
     assert "'--db'" in line and "is a folder" in line
+
+
+def test_diagnose_model_file_imports_a_module_beside_it(capsys, tmp_path):
+    # as `python model.py` would: the file's own folder is on the import path
+    (tmp_path / "bpttlab_sibling_parts.py").write_text(
+        "import torch.nn.functional as F\n"
+        "from torch import nn\n\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, i, o):\n"
+        "        super().__init__()\n"
+        "        self.rnn = nn.GRU(i, 6, batch_first=True)\n"
+        "        self.out = nn.Linear(6, o)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.out(self.rnn(x)[0][:, -1])\n\n\n"
+        "def loss(y, target):\n"
+        "    return F.cross_entropy(y, target)\n"
+    )
+    (tmp_path / "model.py").write_text(
+        "from bpttlab_sibling_parts import Net, loss\n\n\n"
+        "def factory(i, o):\n"
+        "    net = Net(i, o)\n"
+        "    return {'model': net, 'loss': loss, 'probe': {'rnn': net.rnn}}\n"
+    )
+    doc = run_json(capsys, "diagnose", "--model", f"{tmp_path / 'model.py'}:factory")
+    assert doc["diagnosis"]["verdict"] in ("vanishing", "healthy", "exploding")

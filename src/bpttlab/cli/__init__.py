@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -84,6 +85,49 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+# typer validates option values with pydantic, whose messages name neither the value nor, for a
+# choice, anything but its own wording: rewritten here to "VALUE is not allowed: must be ...".
+_PYDANTIC = (
+    (re.compile(r"Input should be greater than or equal to (\S+)"), "must be >= {0}"),
+    (re.compile(r"Input should be greater than (\S+)"), "must be > {0}"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), "must be <= {0}"),
+    (re.compile(r"Input should be less than (\S+)"), "must be < {0}"),
+    (re.compile(r"Input should be a valid (number|integer)\b.*"), "must be a valid {0}"),
+    (re.compile(r"Value error, (.*?)\.?"), "{0}"),
+)
+
+
+def _raw_value(args: Sequence[str], opts: Sequence[str]) -> str | None:
+    """What the user typed for an option (``--opt VALUE`` or ``--opt=VALUE``), or None."""
+    for i, a in enumerate(args):
+        for o in opts:
+            if a == o and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(o + "="):
+                return a[len(o) + 1 :]
+    return None
+
+
+def _usage_message(e: typer.TyperException, args: Sequence[str]) -> str:
+    """A usage error's one line, with pydantic's wording replaced by the value and the rule."""
+    message = e.format_message()
+    param, text = getattr(e, "param", None), getattr(e, "message", "")
+    if param is None or not isinstance(text, str):
+        return message
+    for pattern, rule in _PYDANTIC:
+        m = pattern.fullmatch(text.strip())
+        if m:
+            value = _raw_value(args, list(param.opts))
+            shown = (
+                ""
+                if value is None or text.startswith("Value error")
+                else f"{value!r} is not allowed: "
+            )
+            name = " / ".join(f"'{o}'" for o in sorted(param.opts, key=len, reverse=True))
+            return f"Invalid value for {name}: {shown}{rule.format(*m.groups())}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: one-line errors, exit 2 for usage errors, never a traceback."""
     args = join_list_options(list(sys.argv[1:] if argv is None else argv))
@@ -100,8 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.exit_code
     except typer.TyperException as e:  # usage errors: bad option, bad value, missing argument
         ctx = getattr(e, "ctx", None)
+        if ctx is not None and ctx.parent is None and not args:  # plain `bpttlab`
+            _error("a command is missing; 'bpttlab --help' lists them, e.g. 'bpttlab tour'")
+            return 2
         hint = f" (see 'bpttlab {ctx.info_name} --help')" if ctx and ctx.parent else ""
-        _error(f"{e.format_message()}{hint}")
+        _error(f"{_usage_message(e, args)}{hint}")
         return getattr(e, "exit_code", 2)
     except ConfigError as e:  # a value the library refused, outside any command's own map
         _error(f"Invalid value for '{option_of(e.field)}': {e.value!r} is not allowed: "

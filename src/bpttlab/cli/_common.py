@@ -37,6 +37,7 @@ __all__ = [
     "WORKERS_OPT",
     "bad",
     "check_positive",
+    "writable_folder",
     "device",
     "emit_json",
     "err",
@@ -124,6 +125,16 @@ def usage_error(option: str, message: str) -> typer.BadParameter:
 
 def bad(option: str, value: object, allowed: str) -> typer.BadParameter:
     return usage_error(option, f"{value!r} is not allowed: {allowed}")
+
+
+def writable_folder(option: str, folder: Path) -> None:
+    """Create ``folder`` (and its parents) for an output option, or refuse it by name."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise bad(
+            option, str(folder), f"a folder that can be created here ({e.strerror})"
+        ) from None
 
 
 def option_of(field: str, fields: Mapping[str, str] | None = None) -> str:

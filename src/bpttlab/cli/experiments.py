@@ -75,6 +75,13 @@ def _median_range(m: dict[str, float | None], sep: str = " ") -> str:
     return f"{sci(m['median'])}{sep}({sci(m['min'])}–{sci(m['max'])})"
 
 
+def _seeds_spread(m: dict[str, Any], seeds: int) -> str:
+    """A median (range) on two lines, and "k/N seeds" when only k of the N seeds define it."""
+    text = _median_range(m, "\n")
+    n = m.get("n", seeds)
+    return text if n in (seeds, 0) else f"{text}\n{n}/{seeds} seeds"
+
+
 def _seed_text(seeds: list[int]) -> str:
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"seeds {seeds[0]}-{seeds[-1]}"
@@ -375,7 +382,9 @@ def clipping(
     if as_json:
         return emit_json(doc)
     t = Table(title=f"gradient clipping against exploding and vanishing gradients, {seeds} seeds",
-              caption="ratio: ||dL/dh_0|| / ||dL/dh_T||, median (range)",
+              caption="ratio: ||dL/dh_0|| / ||dL/dh_T|| on the first training batch, median "
+              "(range) over the seeds where it is defined (k/N: the others fit that batch "
+              "exactly, ||dL/dh_T|| = 0)",
               pad_edge=False)  # fmt: skip
     for c in ("case", "clip", "diverged", "ratio at start", "ratio at end", "accuracy [95%]"):
         t.add_column(c, justify="right")
@@ -383,8 +392,8 @@ def clipping(
         interval = _interval(r["accuracy_low"], r["accuracy_high"], 3).strip()
         acc = "—" if r["accuracy_mean"] is None else f"{r['accuracy_mean']:.3f}\n{interval}"
         t.add_row(r["case"], r["clip"], f"{r['diverged']}/{r['seeds']}",
-                  _median_range(r["grad_h0_ratio_init"], "\n"),
-                  _median_range(r["grad_h0_ratio"], "\n"), acc)  # fmt: skip
+                  _seeds_spread(r["grad_h0_ratio_init"], r["seeds"]),
+                  _seeds_spread(r["grad_h0_ratio"], r["seeds"]), acc)  # fmt: skip
     out.print(t)
 
 

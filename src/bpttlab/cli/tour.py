@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from bpttlab.cli._common import DB_OPT, JSON_OPT, SEED_OPT, emit_json, err, options, out
+from bpttlab.cli._common import (
+    DB_OPT,
+    JSON_OPT,
+    SEED_OPT,
+    bad,
+    emit_json,
+    err,
+    options,
+    out,
+    writable_folder,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -37,6 +47,7 @@ def tour(
     summary.json and report.html (open it in a browser)."""
     from bpttlab.tour import TourConfig, run_tour
 
+    writable_folder("--out", out_dir)
     with options({"claims": "--claims"}):
         config = TourConfig(seed=seed, workers=workers, claims=claims)
         summary = run_tour(out_dir, echo=_say, db=db, config=config)
@@ -67,6 +78,9 @@ def report(
     and the lessons' claims. Sections without data name the command that fills them."""
     from bpttlab.tour import make_report
 
+    if not db.exists() and db != DB_OPT.default:  # a mistyped --db would become an empty store
+        raise bad("--db", str(db), "an existing store (bpttlab's runs/bpttlab.db by default)")
+    writable_folder("--out", out_path.parent)
     with options({"claims": "--claims", "out": "--out"}):
         info = make_report(
             db,

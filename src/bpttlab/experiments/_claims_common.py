@@ -73,6 +73,14 @@ def state(row: dict[str, Any]) -> str:
     return "learned" if learned(row) else ("not learned" if failed(row) else "undecided")
 
 
+def _accuracy(row: dict[str, Any]) -> str:
+    """A clipping row's mean held-out accuracy and its 95% interval: a run that stops diverging
+    may still sit at chance (a dead relu network), and the claim's reader must see that."""
+    if row["accuracy_mean"] is None:
+        return "none"
+    return f"{row['accuracy_mean']:.3f} [{row['accuracy_low']:.3f}-{row['accuracy_high']:.3f}]"
+
+
 def clipping(ev: Evidence) -> Measured:
     rows = {(r["case"], r["clip"]): r for r in ev.clipping.rows}
     unclipped = rows["exploding", "none"]
@@ -83,6 +91,8 @@ def clipping(ev: Evidence) -> Measured:
     text = (f"exploding relu RNN: {unclipped['diverged']}/{unclipped['seeds']} seeds diverge "
             f"unclipped, " + ", ".join(f"{r['diverged']}/{r['seeds']} clipped by {r['clip']}"
                                        for r in clipped)
+            + " (held-out accuracy then: " + ", ".join(
+                f"{r['clip']} {_accuracy(r)}" for r in clipped) + ")"
             + f"; vanishing tanh RNN: largest ||dL/dh_0||/||dL/dh_T|| {fmt(max(vanishing))} "
             "with or without clipping")  # fmt: skip
     return text, decide(fixes and max(vanishing) < 1e-6, not fixes), ""

@@ -12,13 +12,15 @@ own norm (Keras's ``clipnorm``) and by value (Keras's ``clipvalue``):
   create gradient where none arrives; ``grad_h0_ratio`` stays as small as it was.
 
 ``grad_h0_ratio = ||dL/dh_0|| / ||dL/dh_T||`` after training (a profile of the final model on
-the first training batch; None when that model's gradients are not finite);
-``grad_h0_ratio_init`` before the first update. Over ``seeds``: divergence as a count with its
-Wilson interval, ratios as median and range (chaotic per seed), accuracy with its interval.
+the first training batch; None when it is undefined: gradients not finite, or
+``||dL/dh_T|| = 0``, a model that fits that batch exactly); ``grad_h0_ratio_init`` before the
+first update. Over ``seeds``: divergence as a count with its Wilson interval, ratios as median
+and range (chaotic per seed) with ``n``, the seeds that define them, accuracy with its interval.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -120,6 +122,12 @@ class ClippingResult:
         return notebook_html(self.figure())
 
 
+def _spread(values: list[float | None]) -> Row:
+    """Median and range of the defined values, and ``n``, how many seeds had one."""
+    defined = [v for v in values if v is not None and math.isfinite(v)]
+    return {**median_range(defined), "n": len(defined)}
+
+
 def _summary(runs: list[Row]) -> Row:
     n, k = len(runs), sum(bool(r["diverged"]) for r in runs)
     low, high = wilson(k, n)
@@ -127,8 +135,8 @@ def _summary(runs: list[Row]) -> Row:
     acc_low, acc_high = bootstrap_mean(acc) if acc else (None, None)
     return {"seeds": n, "diverged": k, "diverged_low": low, "diverged_high": high,
             "diverged_at_step": median_range([r["diverged_at_step"] for r in runs]),
-            "grad_h0_ratio_init": median_range([r["grad_h0_ratio_init"] for r in runs]),
-            "grad_h0_ratio": median_range([r["grad_h0_ratio"] for r in runs]),
+            "grad_h0_ratio_init": _spread([r["grad_h0_ratio_init"] for r in runs]),
+            "grad_h0_ratio": _spread([r["grad_h0_ratio"] for r in runs]),
             "accuracy_mean": statistics.fmean(acc) if acc else None,
             "accuracy_low": acc_low, "accuracy_high": acc_high}  # fmt: skip
 
