@@ -82,6 +82,16 @@ def test_exploding_gets_clipping_advice_and_healthy_gets_none() -> None:
     assert [a.text for a in ok.advice] == [ok.advice[0].text] and "no change" in ok.advice[0].text
 
 
+def test_healthy_but_growing_gets_clipping_advice_not_no_change() -> None:
+    _, d, _ = _linear(1.1, 50)  # 1.1^50 = 117: under the exploding line, growing every step
+    assert d.verdict == "healthy" and d.ratio == pytest.approx(1.1**50, rel=1e-8)
+    texts = [a.text for a in d.advice]
+    assert not any("no change" in t for t in texts), texts
+    grow = [a for a in d.advice if "grows x1.1 per step" in a.text]
+    assert grow and "clip_grad_norm_" in grow[0].text
+    assert grow[0].evidence["rate_per_step"] == pytest.approx(math.log(1.1), abs=1e-8)
+
+
 def test_thresholds_are_the_documented_ratios() -> None:
     # ratio = rho^T: just inside and outside 1e-3 and 1e3
     assert _linear(0.5, 9)[1].verdict == "healthy"  # 0.5^9 = 1.95e-3 >= 1e-3

@@ -65,3 +65,12 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     torch.save({"weight_hh": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="weights=.*cannot be read as .pt"):
         load_matrix(tmp_path / "evil.pt")
+
+
+@pytest.mark.parametrize(
+    ("module", "gates"), [(torch.nn.GRU, "a GRU's"), (torch.nn.LSTM, "an LSTM's")]
+)
+def test_stacked_gate_matrices_are_named_as_such(tmp_path, module, gates):
+    torch.save(module(4, 4).state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(ValueError, match=f"looks like {gates} weight_hh"):
+        load_matrix(tmp_path / "sd.pt")

@@ -249,7 +249,15 @@ def _advice(d: dict[str, Any], facts: dict[str, Any]) -> list[Advice]:
             "earlier: those inputs get no update at all; profile in float64 to see the true decay.",
             horizon_float32=d["horizon_float32"],
         )
-    if verdict == "healthy":
+    if verdict == "healthy" and rate is not None and rate > 0 and ratio > 1:
+        add(
+            f"The gradient reaches h_0 at {ratio:.3g} x its readout value and grows "
+            f"x{math.exp(rate):.3g} per step: under the exploding line ({EXPLODE_RATIO:g} x) at "
+            f"T = {T}, but at a steady rate longer sequences would pass it. Clip the gradient "
+            "norm (torch.nn.utils.clip_grad_norm_) before training on longer sequences.",
+            **ev,
+        )
+    elif verdict == "healthy":
         add(f"The gradient reaches h_0 at {ratio:.3g} x its readout value: no change needed.", **ev)
     return out
 

@@ -64,8 +64,19 @@ def load_matrix(path: str | Path, key: str | None = None) -> np.ndarray:
         raise ConfigError("weights", str(path), f"holds {w.dtype} entries: W_hh must be real")
     w = w.astype(np.float64)
     if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
+        gates = {3: "a GRU's", 4: "an LSTM's"}.get(w.shape[0] // max(w.shape[-1], 1))
+        stacked = (w.ndim == 2 and gates is not None and w.shape[0] % w.shape[1] == 0
+                   and w.shape[0] > w.shape[1])  # fmt: skip
+        hint = (
+            (
+                f" (this looks like {gates} weight_hh: its gates' H x H blocks stacked; the "
+                "spectrum is defined for a plain RNN's W_hh)"
+            )
+            if stacked
+            else ""
+        )
         raise ConfigError("weights", str(path), f"has shape {w.shape}: W_hh must be a "
-                          "non-empty square matrix")  # fmt: skip
+                          f"non-empty square matrix{hint}")  # fmt: skip
     if not np.isfinite(w).all():
         raise ConfigError("weights", str(path), "holds NaN or inf entries: W_hh must be finite")
     return w

@@ -41,7 +41,9 @@ def claims_markdown(rows: list[dict[str, Any]]) -> str:
 def claims(
     lesson: str | None = typer.Option(None, "--lesson", help="Only L0, L1 or L3."),
     quick: bool = typer.Option(
-        False, "--quick", help="Only the claims that need no training (a minute or so)."
+        False,
+        "--quick",
+        help="Only the claims that need no training, and the clipping demo (seconds).",
     ),
     markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
     workers: int = WORKERS_OPT,

@@ -218,11 +218,15 @@ def train(
         "none", "--clip", help="Gradient clipping: none, norm, variable-norm or value."
     ),
     clip_threshold: float = typer.Option(1.0, "--clip-threshold", help="Clipping threshold."),
-    tbptt: int | None = typer.Option(None, "--tbptt", help="Truncated BPTT window k."),
+    tbptt: int | None = typer.Option(
+        None, "--tbptt", help="Truncated BPTT window k (default: none, full BPTT)."
+    ),
     fixed_batch: bool = typer.Option(False, "--fixed-batch", help="Train on one batch (lesson)."),
-    eval_every: int | None = typer.Option(None, "--eval-every", help="Evaluate every N steps."),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Evaluate every N steps (default: only at the end)."
+    ),
     profile_every: int | None = typer.Option(
-        None, "--profile-every", help="Full ||dL/dh_t|| profile every N steps."
+        None, "--profile-every", help="Full ||dL/dh_t|| profile every N steps (default: none)."
     ),
     db: Path = DB_OPT,
     force: bool = FORCE_OPT,

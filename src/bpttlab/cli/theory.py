@@ -349,17 +349,17 @@ def lyapunov(
     )
     for c in ("gain", "λ₁", "log ρ(W)", "naive log(ρ<f'>)", "verdict", "half-life", "horizon"):
         t.add_column(c, justify="right")
-    for r in results:
+    for r in results:  # λ₁ is -inf (None in JSON) where a step's Jacobian is 0, e.g. W_hh = 0
         wrong = " ← wrong sign" if r["naive_sign_wrong"] else ""
         lam = r["exponents"][0]
         t.add_row(
             _fmt(r["gain"]),
-            f"{lam:+.4f}" if _finite(lam) else "overflow",
+            f"{lam:+.4f}" if _finite(lam) else "+inf" if lam == math.inf else "-inf",
             f"{r['log_spectral_radius']:+.4f}",
             f"{r['naive_rate']:+.4f}{wrong}" if _finite(r["naive_rate"]) else "—",
             r["verdict"],
             _fmt(r["half_life"]),
-            str(r["horizon"] or "—"),
+            "—" if r["horizon"] is None else str(r["horizon"]),
         )
     out.print(t)
 
