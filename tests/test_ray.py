@@ -246,7 +246,7 @@ def test_cli_cliff_on_ray_prints_one_json_document(cluster, tmp_path, capsys) ->
     """In a fresh process attached by --address; equal to the local executor's output."""
     res = subprocess.run([sys.executable, "-m", "bpttlab", *CLIFF, "--db", str(tmp_path / "r.db"),
                           "--executor", "ray", "--address", cluster, "--json"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     doc = json.loads(res.stdout)  # exactly one document: anything else on stdout fails here
     assert main([*CLIFF, "--db", str(tmp_path / "l.db"), "--json"]) == 0

@@ -138,6 +138,7 @@ def test_report_of_an_empty_store_names_the_commands_that_fill_it(tmp_path, monk
     assert main([*args, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["bytes"] == out.stat().st_size and doc["claims"] == "none"
+    assert not (tmp_path / "empty.db").exists()  # a store that is not there is not created
     analytic = {"decay", "saturation", "spectrum", "walks"}
     assert {sid for sid, filled in doc["sections"].items() if filled} == analytic
     html = out.read_text()

@@ -318,7 +318,3 @@ def test_output_folders_and_stores_that_cannot_be_are_refused_by_name(capsys, tm
     assert "Invalid value for '--out'" in capsys.readouterr().err
     assert main(["report", "--out", str(blocker / "r.html")]) == 2
     assert "Invalid value for '--out'" in capsys.readouterr().err
-    missing = tmp_path / "typo.db"
-    assert main(["report", "--db", str(missing), "--out", str(tmp_path / "r.html")]) == 2
-    assert "Invalid value for '--db'" in capsys.readouterr().err
-    assert not missing.exists()  # a mistyped --db is not created as an empty store

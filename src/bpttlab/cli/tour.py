@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
 
 import typer
@@ -10,7 +12,6 @@ from bpttlab.cli._common import (
     DB_OPT,
     JSON_OPT,
     SEED_OPT,
-    bad,
     emit_json,
     err,
     options,
@@ -78,19 +79,25 @@ def report(
     and the lessons' claims. Sections without data name the command that fills them."""
     from bpttlab.tour import make_report
 
-    if not db.exists() and db != DB_OPT.default:  # a mistyped --db would become an empty store
-        raise bad("--db", str(db), "an existing store (bpttlab's runs/bpttlab.db by default)")
     writable_folder("--out", out_path.parent)
-    with options({"claims": "--claims", "out": "--out"}):
-        info = make_report(
-            db,
-            out_path,
-            seed=seed,
-            claims=claims,
-            workers=workers,
-            echo=_say,
-            progress=err.is_terminal,
-        )
+    original = db
+    with contextlib.ExitStack() as stack:
+        missing = not db.exists()  # read nothing, create nothing: a mistyped --db stays no file
+        if missing:
+            db = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "empty.db"
+        with options({"claims": "--claims", "out": "--out"}):
+            info = make_report(
+                db,
+                out_path,
+                seed=seed,
+                claims=claims,
+                workers=workers,
+                echo=_say,
+                progress=err.is_terminal,
+            )
+        if missing:
+            err.print(f"no store at {original}: the sections that read runs name the commands "
+                      "that fill them", markup=False, soft_wrap=True)  # fmt: skip
     if as_json:
         return emit_json(info)
     empty = [sid for sid, filled in info["sections"].items() if not filled]
