@@ -1,7 +1,8 @@
 """Refresh README.md from real runs: every ```console block that starts with ``$ bpttlab`` is
 re-run and its output replaced, and the regions between ``<!-- NAME:begin -->`` and
 ``<!-- NAME:end -->`` are regenerated (``profiles``: every architecture's gradient profile;
-``results``: the tables of docs/results/*.json).
+``results``: the tables of docs/results/*.json; ``campaign``: those of campaign.json;
+``claims``: the audit of the lessons' claims).
 
     python docs/readme.py          # rewrite README.md in place
     python docs/readme.py --check  # exit 1 if README.md is not what a refresh would write
@@ -35,7 +36,9 @@ PROFILE_ARCHS = ["rnn", "rnn:activation=relu", "rnn:activation=sigmoid", "irnn",
 # so they are checked for their structure and conclusions: numbers masked, every word and verdict
 # kept. Every other block (theory, walks, spectra, untrained profiles, errors) is exact.
 TRAINING = ("bpttlab train", "bpttlab duel", "bpttlab cliff", "bpttlab clipping", "bpttlab tbptt")
-NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|—")
+# a number, with the "> " or "< " that marks a bootstrap bound past the grid ("[27.6, > 320]"):
+# whether a chaotic bound lands past it is a digit, not a conclusion ("beyond the grid" is one)
+NUMBER = re.compile(r"(?:[<>] )?(?<![A-Za-z_])[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|—")
 FRAME = re.compile(r"[│┃┏┓┗┛┡┩┣┫━─┳┻╇╋┼┌┐└┘├┤┬┴\s]+")
 
 
@@ -109,7 +112,15 @@ def claims_rows(table: str) -> dict[str, str]:
             if line.startswith("| L")}  # fmt: skip
 
 
-REGIONS = {"profiles": profiles_table, "results": results_tables, "claims": claims_table}
+def campaign_tables() -> str:
+    sys.path.insert(0, str(ROOT / "docs" / "results"))
+    from campaign import tables
+
+    return tables()
+
+
+REGIONS = {"profiles": profiles_table, "results": results_tables, "campaign": campaign_tables,
+           "claims": claims_table}  # fmt: skip
 
 
 def refreshed(text: str) -> str:

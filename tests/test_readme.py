@@ -46,6 +46,10 @@ def test_masking_keeps_words_and_verdicts_and_drops_digits():
     assert readme.masked(a) == readme.masked(b)
     assert readme.masked(a) != readme.masked(a.replace("inconclusive", "found"))
     assert readme.masked("lr 1e-2, seeds 0-9") == "lr #, seeds ##"
+    # a bound printed as past the grid is still a number; "beyond the grid" stays a word
+    assert readme.masked("80.1 [27.6, > 320]") == readme.masked("41.4 [20.4, 48.2]")
+    assert readme.masked("accuracy >= 0.75") == "accuracy >= #"
+    assert readme.masked("beyond the grid (T50 > 20)") != readme.masked("T50 = 30.9 (20-50)")
 
 
 def test_readme_profile_table_is_recomputed():

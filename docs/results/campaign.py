@@ -11,11 +11,13 @@ published figures of ../shared/REFERENCES.md by :func:`tables`.
     python docs/results/campaign.py --estimate      # time a few steps per cell: the cost here
     python docs/results/campaign.py --smoke         # 2 seeds, 50 steps, one cell (a check)
     python docs/results/campaign.py --tables        # only print the tables from campaign.json
+    python docs/results/campaign.py --update --db runs/campaign.db   # rewrite the JSON, no runs
 
 Every run is stored as it finishes (``--db``, default runs/bpttlab.db), so an interrupted or
-partial campaign carries on where it stopped; each call rewrites docs/results/campaign.json from
-every campaign run the store holds (computed now or before), with the driver's machine, the
-machines the runs were computed on, the wall time of the call and the summed run time. Cells
+partial campaign carries on where it stopped (Ctrl-C stops it with every finished run kept);
+each call rewrites docs/results/campaign.json from every campaign run the store holds
+(computed now or before), with the driver's machine, the machines the runs were computed on,
+the wall time of the call and the summed run time. Cells
 not computed yet are marked as such, and a T50 is fitted over the lengths whose seeds are all in.
 
 Cost on the development machine (``--estimate``: CPU time, one core per run; Xeon, torch 2.13
@@ -80,15 +82,19 @@ def compute(cells: tuple[str, ...], seeds: tuple[int, ...], steps: int, db: str,
     from bpttlab.environment import fingerprint
     from bpttlab.experiments import Runner
     from bpttlab.store import Store
-    from bpttlab.sweep import RunFailed
+    from bpttlab.sweep import RunFailed, SweepInterrupted
 
-    start = time.perf_counter()
+    start, interrupted = time.perf_counter(), False
     with Store(db) as store:
         try:
             Runner(store=store, progress=True, **run)(configs(cells, seeds, steps))
         except RunFailed as failed:  # stored as failed; the rest is summarised, a rerun retries
             print(f"campaign.py: {failed}", file=sys.stderr)
+        except (SweepInterrupted, KeyboardInterrupt) as stop:  # finished runs are kept: the
+            print(f"campaign.py: {stop or 'interrupted'}", file=sys.stderr)  # JSON says so too
+            interrupted = True
         doc = summarize(store, fingerprint(), seeds, steps)
+    doc["interrupted"] = interrupted
     doc["wall_seconds"] = round(time.perf_counter() - start, 1)
     doc["computed_now"] = list(cells)
     doc["command"] = " ".join(["python docs/results/campaign.py", *sys.argv[1:]])
@@ -297,6 +303,8 @@ def main() -> None:
         help="time 5 and 5 + STEPS (default 30) steps per cell and arch; print the cost",
     )
     ap.add_argument("--tables", action="store_true", help="only print the tables")
+    ap.add_argument("--update", action="store_true",
+                    help="rewrite the JSON from the store's runs, computing nothing")  # fmt: skip
     args = ap.parse_args()
     if args.estimate:
         print(estimate(args.estimate, args.workers or 2))
@@ -313,9 +321,13 @@ def main() -> None:
         out, db = args.out or Path("runs/campaign-smoke.json"), args.db or "runs/smoke.db"
     for cell in cells:
         _cell(cell)
+    if args.update:
+        cells = ()
     doc = compute(cells, seeds, steps, db, out, executor=args.executor, address=args.address,
                   workers=args.workers)  # fmt: skip
     print(tables(doc))
+    if doc["interrupted"]:
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":
