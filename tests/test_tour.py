@@ -28,7 +28,6 @@ from bpttlab.experiments import (
     DuelConfig,
     Runner,
     TbpttConfig,
-    _runs,
     cliff,
     clipping_demo,
     decay_vs_length,
@@ -56,20 +55,6 @@ def tiny_config(**changes: Any) -> TourConfig:
         "lyapunov_hidden": 16, "lyapunov_length": 60, "claims": "none", "workers": 1,
     }  # fmt: skip
     return TourConfig(**{**fields, **changes})
-
-
-@pytest.fixture
-def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the pipeline's calls of ``training.train`` (one per training run)."""
-    seen: list[int] = []
-    real = _runs.train
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        seen.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_runs, "train", counting)
-    return seen
 
 
 def section(html: str, sid: str) -> str:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a store per test, and a counter of real training runs."""
+"""Shared fixtures: a store per test (the counter of training runs is tests/conftest.py's)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,12 @@ from typing import Any
 
 import pytest
 
-from bpttlab.experiments import Budget, _runs
+from bpttlab.experiments import Budget
 from bpttlab.store import Store
 
 # Tiny settings (H <= 16, a few steps, short lengths); runs happen in this process (workers=1)
 # so that training calls can be counted; tests/test_sweep.py covers the process pool.
 TINY_BUDGET = Budget(steps=6, hidden_size=8, batch_size=16)
-
-
-@pytest.fixture
-def train_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts calls of ``training.train`` made by the pipeline (one per training run)."""
-    seen: list[int] = []
-    real = _runs.train
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        seen.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_runs, "train", counting)
-    return seen
 
 
 @pytest.fixture
